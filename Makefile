@@ -1,0 +1,34 @@
+# dynnas: one once-for-all supernet, searched per device.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+SEED    ?= 0
+
+.PHONY: setup test demo lint train-default clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+test: setup
+	$(BIN)/python -m pytest -x -q --timeout=600
+
+lint: setup
+	$(BIN)/ruff check nas supernet predictors hw_profiles tests benchmarks
+
+demo: setup
+	$(BIN)/dynnas search --device jetson-orin --seed $(SEED) --overwrite --out runs/demo-jetson-orin
+
+# Reproduces the shipped default supernet (see README: "The shipped default").
+train-default: setup
+	$(BIN)/dynnas train --family cnn --dataset cifar10:../shared/datasets/cifar10 \
+	  --preset cifar-default --out runs/cifar-default --seed 0
+
+clean:
+	rm -rf runs .pytest_cache

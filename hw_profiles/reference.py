@@ -1,0 +1,91 @@
+"""Reference models whose published latencies calibrate the device profiles.
+
+The predictors package builds each model's layer list from its name and resolution; the MAC
+and parameter counts here let it check that list against the published totals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from pydantic import Field, field_validator
+
+from hw_profiles.quantity import Frozen, Quantity, expect_unit
+
+_TORCHVISION = "https://pytorch.org/vision/stable/models.html"
+
+
+class ReferenceModel(Frozen):
+    """A named network at its canonical input size, with cited MACs and parameters."""
+
+    name: str
+    resolution: int = Field(strict=True, gt=0)
+    macs: Quantity  # GMAC per image at `resolution`
+    params: Quantity  # millions of parameters
+    notes: str = ""
+
+    @field_validator("macs")
+    @classmethod
+    def _macs_unit(cls, q: Quantity) -> Quantity:
+        return expect_unit(q, ("GMAC",), "macs")
+
+    @field_validator("params")
+    @classmethod
+    def _params_unit(cls, q: Quantity) -> Quantity:
+        return expect_unit(q, ("M",), "params")
+
+
+def _tv(name: str, weights: str, gmac: float, params_m: float, count: int) -> ReferenceModel:
+    src = f"{_TORCHVISION} (table of classification weights, {weights}: GFLOPS {gmac}, params {count})"
+    return ReferenceModel(
+        name=name,
+        resolution=224,
+        macs=Quantity(value=gmac, unit="GMAC", source=src),
+        params=Quantity(value=params_m, unit="M", source=src),
+        notes="torchvision's 'GFLOPS' column counts multiply-accumulates, i.e. GMAC.",
+    )
+
+
+REFERENCE_MODELS: Mapping[str, ReferenceModel] = MappingProxyType(
+    {
+        # torchvision's ResNet-50 is v1.5 (stride on the 3x3 conv), the variant MLPerf uses.
+        "resnet50": _tv("resnet50", "ResNet50_Weights.IMAGENET1K_V1", 4.09, 25.6, 25557032),
+        "resnet18": _tv("resnet18", "ResNet18_Weights.IMAGENET1K_V1", 1.81, 11.7, 11689512),
+        "mobilenet_v2": ReferenceModel(
+            name="mobilenet_v2",
+            resolution=224,
+            macs=Quantity(
+                value=0.30,
+                unit="GMAC",
+                source="Sandler et al., MobileNetV2 (CVPR 2018, arXiv:1801.04381), Table 4: 300M MAdds",
+            ),
+            params=Quantity(
+                value=3.4,
+                unit="M",
+                source="Sandler et al., MobileNetV2 (arXiv:1801.04381), Table 4: 3.4M parameters",
+            ),
+            notes="Width multiplier 1.0.",
+        ),
+        "mobilenet_v3_large": _tv(
+            "mobilenet_v3_large", "MobileNet_V3_Large_Weights.IMAGENET1K_V1", 0.22, 5.5, 5483032
+        ),
+        "ssd_mobilenet_v1": ReferenceModel(
+            name="ssd_mobilenet_v1",
+            resolution=300,
+            macs=Quantity(
+                value=1.235,
+                unit="GMAC",
+                source="Reddi et al., MLPerf Inference Benchmark (arXiv:1911.02549), Table I: "
+                "SSD-MobileNet-v1 2.47 GOPS per input",
+                derived="gmac = 2.47 GOPS / 2 OPS per MAC",
+            ),
+            params=Quantity(
+                value=6.91,
+                unit="M",
+                source="Reddi et al., MLPerf Inference Benchmark (arXiv:1911.02549), Table I: 6.91M",
+            ),
+            notes="The MLPerf edge SSD-MobileNet-v1 (COCO, 300x300, 91 classes).",
+        ),
+    }
+)

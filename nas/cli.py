@@ -1,0 +1,11 @@
+"""The ``dynnas`` command line: strings become typed objects here and nowhere else.
+
+Each command lives in a ``nas/cmd_*.py`` module that registers itself on the shared app.
+"""
+
+from __future__ import annotations
+
+from nas import cmd_train  # noqa: F401  (registers train, eval)
+from nas.app import app
+
+__all__ = ["app"]

@@ -1,0 +1,115 @@
+"""`dynnas train` and `dynnas eval`: build and inspect supernets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from nas.app import DeviceTypeOpt, SeedOpt, app
+from nas.errors import guarded
+
+
+def _parse_ints(text: str, what: str) -> tuple[int, ...]:
+    from supernet.errors import ConfigError
+
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise ConfigError(f"{what} must be comma-separated integers like '4,2,2,2', but got '{text}'.") from None
+
+
+@app.command(epilog="Examples:\n\n    dynnas train --dataset digits --epochs 2 --out runs/tiny\n\n"
+             "    dynnas train --preset cifar-default --dataset cifar10:../shared/datasets/cifar10 "
+             "--stage-epochs 6,2,2,3 --out runs/cifar --seed 0\n\n"
+             "    dynnas train --dataset digits --epochs 2 --out runs/tiny --resume")
+@guarded
+def train(
+    out: Annotated[Path, typer.Option(help="Run folder: checkpoint, state.json and the final supernet.safetensors.")],
+    family: Annotated[str, typer.Option(help="Supernet family (registry name).")] = "cnn",
+    preset: Annotated[str, typer.Option(help="Architecture preset of the family, e.g. tiny or cifar-default.")] = "tiny",
+    dataset: Annotated[str, typer.Option(help="digits | cifar10:PATH | imagefolder:PATH | npz:PATH")] = "digits",
+    epochs: Annotated[int, typer.Option(help="Epochs per progressive-shrinking stage (one stage per width choice).")] = 1,
+    stage_epochs: Annotated[str | None, typer.Option(help="Epochs of each stage, e.g. 6,2,2,3 (overrides --epochs).")] = None,
+    train_limit: Annotated[int | None, typer.Option(help="Use a seeded subset of this many training images.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per step.")] = 128,
+    lr: Annotated[float, typer.Option(help="Peak learning rate of stage 1 (SGD, Nesterov momentum).")] = 0.1,
+    n_random: Annotated[int, typer.Option(help="Random subnets per sandwich step besides largest and smallest.")] = 2,
+    kd_temperature: Annotated[float, typer.Option(help="Temperature of in-place distillation.")] = 1.0,
+    importance: Annotated[str, typer.Option(help="Channel importance for sorting: l1 or bn_gamma.")] = "l1",
+    bf16: Annotated[bool, typer.Option(help="bf16 autocast (fast only on CPUs with AVX-512 BF16/AMX, or CUDA).")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last epoch.")] = False,
+    seed: SeedOpt = 0,
+    device_type: DeviceTypeOpt = "cpu",
+) -> None:
+    """Train a once-for-all supernet with progressive shrinking (sandwich rule, in-place distillation)."""
+    from rich.table import Table
+
+    from nas.progress import TrainProgress, console
+    from supernet.cnn import count_macs
+    from supernet.errors import ConfigError
+    from supernet.evaluate import accuracy
+    from supernet.registry import get_preset
+    from supernet.train import TrainConfig, Trainer
+
+    arch = get_preset(family, preset)
+    stages = _parse_ints(stage_epochs, "--stage-epochs") if stage_epochs else (epochs,) * len(arch.width_choices)
+    if epochs <= 0 and not stage_epochs:
+        raise ConfigError(f"--epochs must be >= 1, but got {epochs}.")
+    cfg = TrainConfig(family=family, preset=preset, dataset=dataset, stage_epochs=stages, train_limit=train_limit,
+                      batch_size=batch_size, lr=lr, n_random=n_random, kd_temperature=kd_temperature,
+                      importance=importance, bf16=bf16, seed=seed, device_type=device_type)
+    trainer = Trainer(cfg, out)
+    console.print(f"training {family}/{preset} on {dataset}: {trainer.data.summary()['train']} images, "
+                  f"stages {list(stages)} → {out}")
+    with TrainProgress(cfg.total_epochs) as progress:
+        trainer.progress = progress
+        trainer.run(resume=resume)
+    table = Table(title="uniform subnets (validation, switchable BN)")
+    for col in ("width", "MMACs", "val acc"):
+        table.add_column(col)
+    space, data = trainer.space, trainer.data
+    for i, w in enumerate(space.width_choices):
+        sub = space.uniform(i)
+        acc = accuracy(trainer.model, data.x_val, data.y_val, sub)
+        table.add_row(f"{w:g}", f"{count_macs(arch, sub) / 1e6:.2f}", f"{acc:.4f}")
+    console.print(table)
+    console.print(f"wrote {out / 'supernet.safetensors'}")
+
+
+@app.command(name="eval", epilog="Examples:\n\n    dynnas eval\n\n    dynnas eval --supernet runs/tiny --dataset digits --bn recal")
+@guarded
+def eval_cmd(
+    supernet: Annotated[Path | None, typer.Option(help="Supernet file or run folder (default: the shipped one).")] = None,
+    dataset: Annotated[str | None, typer.Option(help="Dataset spec (default: the supernet's own, else its shipped sample).")] = None,
+    split: Annotated[str, typer.Option(help="val or test.")] = "test",
+    bn: Annotated[str, typer.Option(help="switchable or recal (BN recalibration on training batches).")] = "recal",
+    seed: SeedOpt = 0,
+    device_type: DeviceTypeOpt = "cpu",
+) -> None:
+    """Print the accuracy and MACs of the uniform-width subnets of a supernet."""
+    from rich.table import Table
+
+    from nas.progress import console
+    from supernet.cnn import count_macs
+    from supernet.errors import ConfigError
+    from supernet.evaluate import BN_MODES, subnet_accuracy
+    from supernet.pretrained import load_default_data, resolve_supernet
+    from supernet.train import resolve_device
+
+    if bn not in BN_MODES:
+        raise ConfigError(f"--bn must be one of {', '.join(BN_MODES)}, but got '{bn}'.")
+    if split not in ("val", "test"):
+        raise ConfigError(f"--split must be val or test, but got '{split}'.")
+    model, meta, path = resolve_supernet(supernet, resolve_device(device_type))
+    data, note = load_default_data(meta, dataset, path)
+    table = Table(title=f"uniform subnets of {path.name} on {note} ({split}, BN {bn})")
+    for col in ("width", "MMACs", "accuracy"):
+        table.add_column(col)
+    for i, w in enumerate(model.space.width_choices):
+        sub = model.space.uniform(i)
+        acc = subnet_accuracy(model, sub, data, split=split, bn=bn, seed=seed)
+        table.add_row(f"{w:g}", f"{count_macs(model.config, sub) / 1e6:.2f}", f"{acc:.4f}")
+    console.print(table)
+

@@ -1,0 +1,52 @@
+"""Rich progress displays for long commands (training, evaluation, search)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+console = Console(stderr=True)
+
+
+def make_progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=console, transient=False)
+
+
+class TrainProgress:
+    """Adapter the :class:`supernet.train.Trainer` reports to: stage, epoch, loss, val accuracy."""
+
+    def __init__(self, total_epochs: int) -> None:
+        self.total = total_epochs
+        self.bar = make_progress()
+        self.task: Any = None
+        self.last = ""
+
+    def __enter__(self) -> TrainProgress:
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.stop()
+
+    def begin_epoch(self, epoch: int, stage: int, steps: int) -> None:
+        if self.task is not None:
+            self.bar.remove_task(self.task)
+        self.task = self.bar.add_task(f"stage {stage + 1} epoch {epoch + 1}/{self.total}", total=steps, info=self.last)
+
+    def step(self, *, epoch: int, stage: int, loss: float) -> None:
+        self.bar.update(self.task, advance=1, info=f"loss {loss:.3f} {self.last}")
+
+    def end_epoch(self, record: dict[str, Any]) -> None:
+        self.last = f"val acc largest {record['val_acc_largest']:.3f} smallest {record['val_acc_smallest']:.3f}"
+        console.print(f"epoch {record['epoch']:>3} stage {record['stage']} loss {record['loss']:.4f} "
+                      f"{self.last} ({record['seconds']:.0f}s)")

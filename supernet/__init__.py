@@ -1,0 +1,1 @@
+"""dynnas supernets: what can be built — elastic layers, families, data, training, extraction."""

@@ -1,0 +1,68 @@
+"""Accuracy of subnets, with switchable or recalibrated batch-norm statistics."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from supernet.bn import recalibrate
+from supernet.data import ImageData, batches
+from supernet.extract import extract
+from supernet.space import SubnetConfig
+
+BNMode = Literal["switchable", "recal"]
+BN_MODES = ("switchable", "recal")
+
+
+@torch.no_grad()
+def predictions(model: nn.Module, x: np.ndarray, batch_size: int = 500, subnet: SubnetConfig | None = None) -> np.ndarray:
+    """Arg-max class of every image, in eval mode and fp32."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    try:
+        for xb, _ in batches(x, np.zeros(len(x), np.int64), batch_size):
+            xb = xb.to(device)
+            logits = model(xb) if subnet is None else model(xb, subnet)
+            out.append(logits.argmax(1).cpu().numpy())
+    finally:
+        model.train(was_training)
+    return np.concatenate(out) if out else np.zeros(0, np.int64)
+
+
+def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray, subnet: SubnetConfig | None = None,
+             batch_size: int = 500) -> float:
+    return float((predictions(model, x, batch_size, subnet) == y).mean())
+
+
+def calibration_batches(data: ImageData, n_batches: int, batch_size: int = 128, seed: int = 0) -> Iterator[torch.Tensor]:
+    """Shuffled, un-augmented training batches for BN recalibration (seeded, so repeatable)."""
+    rng = np.random.default_rng(seed)
+    idx = rng.permutation(len(data.y_train))[: n_batches * batch_size]
+    for xb, _ in batches(data.x_train[idx], data.y_train[idx], batch_size):
+        yield xb
+
+
+def subnet_model(supernet: nn.Module, subnet: SubnetConfig, data: ImageData | None = None, bn: BNMode = "switchable",
+                 n_batches: int = 10, batch_size: int = 128, seed: int = 0) -> nn.Module:
+    """Extract ``subnet``; with ``bn="recal"`` re-estimate its BN statistics on training batches."""
+    model = extract(supernet, subnet)
+    if bn == "recal":
+        if data is None:
+            raise ValueError("BN recalibration needs training data, but got data=None.")
+        recalibrate(model, calibration_batches(data, n_batches, batch_size, seed))
+    return model
+
+
+def subnet_accuracy(supernet: nn.Module, subnet: SubnetConfig, data: ImageData, *, split: str = "val",
+                    bn: BNMode = "switchable", n_batches: int = 10, seed: int = 0) -> float:
+    """Top-1 accuracy of one subnet on ``split`` ("val" or "test")."""
+    x, y = (data.x_val, data.y_val) if split == "val" else (data.x_test, data.y_test)
+    if bn == "switchable":
+        return accuracy(supernet, x, y, subnet)
+    return accuracy(subnet_model(supernet, subnet, data, bn, n_batches, seed=seed), x, y)

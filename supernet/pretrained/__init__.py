@@ -1,0 +1,76 @@
+"""The shipped default supernet and its evaluation sample, plus how to find them.
+
+``cifar10-cnn.safetensors`` is reproduced by the ``dynnas train`` command in the README
+(``make train-default``). ``cifar10-sample.npz`` holds a few hundred CIFAR-10 test images
+(and training images for BN recalibration) so accuracy can be checked on a clone without the
+dataset.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from supernet.checkpoint import load_supernet
+from supernet.data import DatasetError, ImageData, load_dataset
+from supernet.errors import CheckpointError
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_SUPERNET = HERE / "cifar10-cnn.safetensors"
+DEFAULT_SAMPLE = HERE / "cifar10-sample.npz"
+
+
+def resolve_supernet(path: Path | None, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any], Path]:
+    """Load ``path`` or, when None, the shipped default."""
+    if path is None:
+        if not DEFAULT_SUPERNET.exists():
+            raise CheckpointError(f"the shipped supernet '{DEFAULT_SUPERNET}' is missing; restore it from git "
+                                  "or pass --supernet to one made by `dynnas train`.")
+        path = DEFAULT_SUPERNET
+    model, meta = load_supernet(path, device)
+    return model, meta, Path(path)
+
+
+def sample_path(supernet_path: Path) -> Path:
+    """Evaluation sample shipped beside a supernet file (``<stem>`` → ``<dataset>-sample.npz``)."""
+    p = Path(supernet_path)
+    return (p if p.is_dir() else p.parent) / "eval-sample.npz" if p != DEFAULT_SUPERNET else DEFAULT_SAMPLE
+
+
+def load_sample(path: Path, spec: str) -> ImageData:
+    with np.load(path, allow_pickle=False) as z:
+        xs, ys, xc, yc = z["x_test"], z["y_test"], z["x_calib"], z["y_calib"]
+        classes = tuple(str(c) for c in z["classes"])
+    return ImageData(f"{spec} (sample)", classes, xc, yc, xc, yc, xs, ys)
+
+
+def save_sample(path: Path, data: ImageData, n_test: int, n_calib: int, seed: int = 0) -> None:
+    """Write a compressed sample: ``n_test`` test images and ``n_calib`` training images."""
+    from supernet.checkpoint import atomic_write
+
+    rng = np.random.default_rng(seed)
+    t = np.sort(rng.permutation(len(data.y_test))[:n_test])
+    c = rng.permutation(len(data.y_train))[:n_calib]
+    arrays = {"x_test": data.x_test[t], "y_test": data.y_test[t], "x_calib": data.x_train[c],
+              "y_calib": data.y_train[c], "classes": np.asarray(data.classes)}
+    atomic_write(path, lambda p: np.savez_compressed(open(p, "wb"), **arrays))
+
+
+def load_default_data(meta: dict[str, Any], spec: str | None, supernet_path: Path | None = None) -> tuple[ImageData, str]:
+    """The dataset to evaluate on: ``spec``, else the supernet's own, else its shipped sample."""
+    res = int(meta["config"]["resolution"])
+    if spec is not None:
+        return load_dataset(spec, resolution=res), spec
+    own = meta["dataset"]["spec"]
+    try:
+        return load_dataset(own, resolution=res), own
+    except DatasetError:
+        sample = sample_path(supernet_path or DEFAULT_SUPERNET)
+        if not sample.exists():
+            raise DatasetError(f"dataset '{own}' is not here and no evaluation sample ships beside the supernet; "
+                               "pass --dataset.") from None
+        return load_sample(sample, own), f"{own} shipped sample"

@@ -1,0 +1,49 @@
+"""Supernet families: a registry of config classes, builders and presets (timm style)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from supernet.cnn import PRESETS as CNN_PRESETS
+from supernet.cnn import CNNConfig, CNNSupernet
+from supernet.errors import unknown
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    config_cls: type
+    build: Callable[..., nn.Module]
+    presets: dict[str, Any]
+
+
+FAMILIES: dict[str, Family] = {}
+
+
+def register_family(family: Family) -> Family:
+    FAMILIES[family.name] = family
+    return family
+
+
+register_family(Family("cnn", CNNConfig, CNNSupernet, CNN_PRESETS))
+
+
+def get_family(name: str) -> Family:
+    if name not in FAMILIES:
+        raise unknown("supernet family", name, list(FAMILIES))
+    return FAMILIES[name]
+
+
+def get_preset(family: str, preset: str) -> Any:
+    fam = get_family(family)
+    if preset not in fam.presets:
+        raise unknown(f"{family} preset", preset, list(fam.presets))
+    return fam.presets[preset]
+
+
+def config_from_dict(family: str, d: dict[str, Any]) -> Any:
+    return get_family(family).config_cls.from_dict(d)

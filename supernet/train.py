@@ -1,0 +1,321 @@
+"""Progressive shrinking with the sandwich rule and in-place distillation.
+
+Stage 1 trains the full network; each later stage sorts hidden channels by importance and adds
+the next narrower width choice. Every step of a multi-width stage trains the largest subnet on
+the labels, then the smallest and ``n_random`` random subnets on the largest one's detached
+soft output (KL at temperature T) plus a label term.
+
+Randomness is derived from ``(seed, epoch)`` at the start of every epoch, and a checkpoint is
+written at every epoch boundary, so ``resume`` continues to exactly the same weights as an
+uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from supernet.checkpoint import (
+    ensure_writable,
+    load_tensors,
+    read_json,
+    save_supernet,
+    save_tensors,
+    sha256,
+    write_json,
+)
+from supernet.data import ImageData, batches, check_matches, load_dataset
+from supernet.dynamic import get_importance
+from supernet.errors import CheckpointError, CheckpointMismatchError, ConfigError
+from supernet.evaluate import accuracy
+from supernet.registry import get_family, get_preset
+
+STATE_VERSION = 1
+
+
+class TrainConfig(BaseModel):
+    """Everything that defines a training run; stored in every checkpoint and artifact."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    family: str = "cnn"
+    preset: str = "tiny"
+    dataset: str = "digits"
+    resolution: int | None = None
+    train_limit: int | None = Field(default=None, gt=0)
+    val_size: float = Field(default=0.1, gt=0)
+    stage_epochs: tuple[int, ...] = (1, 1, 1, 1)
+    batch_size: int = Field(default=128, gt=0)
+    lr: float = Field(default=0.1, gt=0)
+    later_lr_scale: float = Field(default=0.5, gt=0)
+    momentum: float = Field(default=0.9, ge=0, lt=1)
+    weight_decay: float = Field(default=1e-4, ge=0)
+    label_smoothing: float = Field(default=0.1, ge=0, lt=1)
+    n_random: int = Field(default=2, ge=0)
+    kd_temperature: float = Field(default=1.0, gt=0)
+    kd_weight: float = Field(default=0.5, ge=0, le=1)
+    importance: str = "l1"
+    seed: int = 0
+    device_type: Literal["cpu", "cuda"] = "cpu"
+    bf16: bool = False  # bf16 autocast pays only with AVX-512 BF16 or AMX; slower on AVX2 CPUs
+    channels_last: bool = True
+
+    @field_validator("stage_epochs")
+    @classmethod
+    def _positive(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if not v or any(e <= 0 for e in v):
+            raise ValueError(f"every stage needs epochs > 0, but got {list(v)}; pass --epochs N with N >= 1")
+        return v
+
+    @field_validator("importance")
+    @classmethod
+    def _importance(cls, v: str) -> str:
+        get_importance(v)
+        return v
+
+    @model_validator(mode="after")
+    def _stages_fit(self) -> TrainConfig:
+        n = len(self.arch().width_choices)
+        if len(self.stage_epochs) > n:
+            raise ValueError(f"{len(self.stage_epochs)} stages given but the space has only {n} width choices")
+        return self
+
+    def arch(self) -> Any:
+        return get_preset(self.family, self.preset)
+
+    @property
+    def total_epochs(self) -> int:
+        return sum(self.stage_epochs)
+
+    def stage_of(self, epoch: int) -> int:
+        """Shrinking stage (0-based) that ``epoch`` (0-based) belongs to."""
+        return int(np.searchsorted(np.cumsum(self.stage_epochs), epoch, side="right"))
+
+
+def resolve_device(device_type: str) -> torch.device:
+    if device_type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device-type cuda was asked for but torch sees no CUDA device; use --device-type cpu.")
+    return torch.device(device_type)
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+def _lr(cfg: TrainConfig, epoch: int, step: int, steps_per_epoch: int) -> float:
+    """Cosine schedule restarted per stage; later stages start at ``lr * later_lr_scale``."""
+    stage = cfg.stage_of(epoch)
+    start = sum(cfg.stage_epochs[:stage])
+    total = cfg.stage_epochs[stage] * steps_per_epoch
+    t = (epoch - start) * steps_per_epoch + step
+    base = cfg.lr * (1.0 if stage == 0 else cfg.later_lr_scale)
+    return base * 0.5 * (1.0 + math.cos(math.pi * t / total))
+
+
+def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.SGD:
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
+    return torch.optim.SGD(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr, momentum=cfg.momentum, nesterov=True,
+    )
+
+
+def _kd_loss(student: torch.Tensor, teacher: torch.Tensor, y: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+    t = cfg.kd_temperature
+    kd = F.kl_div(F.log_softmax(student / t, 1), F.softmax(teacher / t, 1), reduction="batchmean") * t * t
+    ce = F.cross_entropy(student, y, label_smoothing=cfg.label_smoothing)
+    return cfg.kd_weight * kd + (1.0 - cfg.kd_weight) * ce
+
+
+def _widths_at(cfg: TrainConfig, stage: int) -> tuple[int, ...]:
+    n = len(cfg.arch().width_choices)
+    return tuple(range(n - 1 - stage, n))
+
+
+class Trainer:
+    """Owns the model, the optimiser and the run folder; :meth:`run` trains to the end."""
+
+    def __init__(self, cfg: TrainConfig, out: Path, data: ImageData | None = None, progress: Any = None) -> None:
+        self.cfg, self.out = cfg, Path(out)
+        self.device = resolve_device(cfg.device_type)
+        arch = cfg.arch()
+        self.data = data or load_dataset(cfg.dataset, resolution=cfg.resolution or arch.resolution,
+                                          val_size=cfg.val_size, train_limit=cfg.train_limit)
+        check_matches(self.data, arch.in_channels, arch.resolution, arch.num_classes)
+        mean, std = self.data.mean_std()
+        torch.manual_seed(cfg.seed)
+        self.model = get_family(cfg.family).build(arch, mean, std).to(self.device)
+        if cfg.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.space = self.model.space
+        self.optimizer = _optimizer(self.model, cfg)
+        self.epoch = 0
+        self.history: list[dict[str, Any]] = []
+        self.progress = progress
+
+    # ---- checkpoints -------------------------------------------------------------------------
+    @property
+    def ckpt_path(self) -> Path:
+        return self.out / "checkpoint.safetensors"
+
+    @property
+    def state_path(self) -> Path:
+        return self.out / "state.json"
+
+    def save_checkpoint(self) -> None:
+        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        groups = []
+        for gi, g in enumerate(self.optimizer.param_groups):
+            groups.append({k: v for k, v in g.items() if k != "params"})
+            for pi, p in enumerate(g["params"]):
+                buf = self.optimizer.state.get(p, {}).get("momentum_buffer")
+                if buf is not None:
+                    tensors[f"optim.{gi}.{pi}.momentum_buffer"] = buf
+        save_tensors(self.ckpt_path, tensors)
+        write_json(self.state_path, {
+            "state_version": STATE_VERSION, "epoch": self.epoch, "stage": self.cfg.stage_of(max(self.epoch - 1, 0)),
+            "config": self.cfg.model_dump(mode="json"), "space": self.space.to_dict(),
+            "param_groups": groups, "history": self.history, "checkpoint_sha256": sha256(self.ckpt_path),
+        })
+
+    def load_checkpoint(self) -> None:
+        if not self.state_path.exists() or not self.ckpt_path.exists():
+            raise CheckpointError(f"--resume given but '{self.out}' holds no checkpoint; drop --resume to start afresh.")
+        state = read_json(self.state_path, "training state")
+        if not isinstance(state, dict) or state.get("state_version") != STATE_VERSION:
+            raise CheckpointError(f"training state '{self.state_path}' is corrupt or from another dynnas version; start afresh.")
+        old = state.get("config", {})
+        for key in ("family", "preset", "dataset"):
+            if old.get(key) != getattr(self.cfg, key):
+                raise CheckpointMismatchError(
+                    f"checkpoint in '{self.out}' was trained with {key}={old.get(key)!r}, not {getattr(self.cfg, key)!r}; "
+                    "resume with the same settings or use another --out.")
+        if state.get("space") != self.space.to_dict():
+            raise CheckpointMismatchError(
+                f"checkpoint in '{self.out}' has search space {state.get('space')}, not {self.space.to_dict()}; "
+                "resume with the same preset or use another --out.")
+        if state.get("checkpoint_sha256") != sha256(self.ckpt_path):
+            raise CheckpointError(f"checkpoint '{self.ckpt_path}' does not match state.json (corrupt or half-written); "
+                                  "delete the folder and start afresh.")
+        tensors, _ = load_tensors(self.ckpt_path)
+        self.epoch = int(state["epoch"])
+        # Rebuild the optimiser of the stage being trained, then load its state.
+        model_state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+        try:
+            self.model.load_state_dict(model_state, strict=True)
+        except RuntimeError as e:
+            raise CheckpointMismatchError(f"checkpoint '{self.ckpt_path}' does not fit this network ({str(e)[:100]}).") from None
+        self.optimizer = _optimizer(self.model, self.cfg)
+        for gi, g in enumerate(self.optimizer.param_groups):
+            g.update(state["param_groups"][gi])
+            for pi, p in enumerate(g["params"]):
+                key = f"optim.{gi}.{pi}.momentum_buffer"
+                if key in tensors:
+                    self.optimizer.state[p]["momentum_buffer"] = tensors[key].to(self.device)
+        self.history = list(state.get("history", []))
+
+    # ---- training ----------------------------------------------------------------------------
+    def _begin_stage(self, stage: int) -> None:
+        """Sort channels within the trained widths, initialise the new width, reset momentum."""
+        trained = _widths_at(self.cfg, stage - 1)
+        new = trained[0] - 1
+        self.model.sort_channels(trained, self.cfg.importance)
+        self.model.activate_width(new, new + 1)
+        self.optimizer = _optimizer(self.model, self.cfg)
+
+    def _train_epoch(self, epoch: int) -> float:
+        cfg, model = self.cfg, self.model
+        stage = cfg.stage_of(epoch)
+        widths = _widths_at(cfg, stage)
+        seed = _epoch_seed(cfg.seed, epoch)
+        torch.manual_seed(seed)  # dropout
+        gen = torch.Generator().manual_seed(seed)
+        rng = np.random.default_rng(seed)
+        largest = self.space.largest()
+        smallest = self.space.uniform(widths[0])
+        steps = len(self.data.y_train) // cfg.batch_size
+        model.train()
+        total, n = 0.0, 0
+        fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        for step, (x, y) in enumerate(batches(self.data.x_train, self.data.y_train, cfg.batch_size, gen=gen,
+                                              train=True, drop_last=True)):
+            for g in self.optimizer.param_groups:
+                g["lr"] = _lr(cfg, epoch, step, steps)
+            x = x.to(self.device, memory_format=fmt)
+            y = y.to(self.device)
+            self.optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+                logits = model(x, largest)
+                loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+            loss.backward()
+            if len(widths) > 1:
+                teacher = logits.detach().float()
+                subnets = [smallest] + [self.space.sample(rng, widths) for _ in range(cfg.n_random)]
+                for sub in subnets:
+                    with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+                        s_logits = model(x, sub)
+                    _kd_loss(s_logits.float(), teacher, y, cfg).backward()
+            self.optimizer.step()
+            total += float(loss.detach())
+            n += 1
+            if self.progress is not None:
+                self.progress.step(epoch=epoch, stage=stage, loss=total / n)
+        return total / max(n, 1)
+
+    def run(self, resume: bool = False, stop_after: int | None = None) -> dict[str, Any]:
+        """Train to the end (or ``stop_after`` more epochs); write the artifact when done."""
+        ensure_writable(self.out)
+        if resume:
+            self.load_checkpoint()
+        elif self.state_path.exists():
+            from supernet.errors import OutputError
+
+            raise OutputError(f"'{self.out}' already holds a training run; pass --resume to continue it or another --out.")
+        done = 0
+        while self.epoch < self.cfg.total_epochs and (stop_after is None or done < stop_after):
+            epoch, stage = self.epoch, self.cfg.stage_of(self.epoch)
+            if stage > 0 and epoch == sum(self.cfg.stage_epochs[:stage]):
+                self._begin_stage(stage)
+            if self.progress is not None:
+                self.progress.begin_epoch(epoch, stage, len(self.data.y_train) // self.cfg.batch_size)
+            t0 = time.perf_counter()
+            loss = self._train_epoch(epoch)
+            widths = _widths_at(self.cfg, stage)
+            record = {
+                "epoch": epoch + 1, "stage": stage + 1, "loss": round(loss, 5), "seconds": round(time.perf_counter() - t0, 2),
+                "val_acc_largest": accuracy(self.model, self.data.x_val, self.data.y_val, self.space.largest()),
+                "val_acc_smallest": accuracy(self.model, self.data.x_val, self.data.y_val, self.space.uniform(widths[0])),
+            }
+            self.history.append(record)
+            self.epoch += 1
+            done += 1
+            self.save_checkpoint()
+            if self.progress is not None:
+                self.progress.end_epoch(record)
+        if self.epoch >= self.cfg.total_epochs:
+            self.write_artifact()
+        return {"epoch": self.epoch, "history": self.history}
+
+    def artifact_meta(self) -> dict[str, Any]:
+        mean, std = self.data.mean_std()
+        return {
+            "family": self.cfg.family, "config": self.cfg.arch().to_dict(), "space": self.space.to_dict(),
+            "mean": list(mean), "std": list(std), "dataset": self.data.summary(),
+            "train_config": self.cfg.model_dump(mode="json"), "history": self.history,
+            "versions": {"torch": torch.__version__, "python": platform.python_version()},
+        }
+
+    def write_artifact(self) -> Path:
+        path = self.out / "supernet.safetensors"
+        model = self.model.to(memory_format=torch.contiguous_format)
+        save_supernet(path, model, self.artifact_meta())
+        return path

@@ -1,0 +1,31 @@
+"""Shared fixtures: a tiny supernet trained on digits once per test session (a few seconds)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from supernet.data import ImageData, load_dataset
+from supernet.train import TrainConfig, Trainer
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def digits() -> ImageData:
+    return load_dataset("digits")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, digits: ImageData) -> Path:
+    """Run folder of a tiny CNN supernet (1 epoch per stage on digits); holds supernet.safetensors."""
+    out = tmp_path_factory.mktemp("tiny_run")
+    Trainer(TrainConfig(preset="tiny", dataset="digits", stage_epochs=(2, 1, 1, 1), lr=0.2, seed=0), out, data=digits).run()
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_supernet_path(tiny_run: Path) -> Path:
+    return tiny_run / "supernet.safetensors"

@@ -28,7 +28,7 @@ demo: setup
 # Reproduces the shipped default supernet (see README: "The shipped default").
 train-default: setup
 	$(BIN)/dynnas train --family cnn --dataset cifar10:../shared/datasets/cifar10 \
-	  --preset cifar-default --out runs/cifar-default --seed 0
+	  --preset cifar-default --stage-epochs 4,2,2,2 --batch-size 128 --lr 0.1 --n-random 1 --seed 0 --out runs/cifar-default
 
 clean:
 	rm -rf runs .pytest_cache

@@ -5,7 +5,10 @@ Each command lives in a ``nas/cmd_*.py`` module that registers itself on the sha
 
 from __future__ import annotations
 
-from nas import cmd_train  # noqa: F401  (registers train, eval)
+from nas import (
+    cmd_export,  # noqa: F401  (registers export, report)
+    cmd_train,  # noqa: F401  (registers train, eval)
+)
 from nas.app import app
 
 __all__ = ["app"]

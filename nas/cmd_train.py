@@ -61,11 +61,12 @@ def train(
                       batch_size=batch_size, lr=lr, n_random=n_random, kd_temperature=kd_temperature,
                       importance=importance, bf16=bf16, seed=seed, device_type=device_type)
     trainer = Trainer(cfg, out)
+    trainer.prepare(resume)
     console.print(f"training {family}/{preset} on {dataset}: {trainer.data.summary()['train']} images, "
                   f"stages {list(stages)} → {out}")
     with TrainProgress(cfg.total_epochs) as progress:
         trainer.progress = progress
-        trainer.run(resume=resume)
+        trainer.run()
     table = Table(title="uniform subnets (validation, switchable BN)")
     for col in ("width", "MMACs", "val acc"):
         table.add_column(col)

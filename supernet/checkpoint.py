@@ -53,9 +53,17 @@ def read_json(path: Path, what: str = "file") -> Any:
         raise CheckpointError(f"{what} '{path}' is corrupt ({e.__class__.__name__}); delete it or restore a good copy.") from None
 
 
-def ensure_writable(folder: Path) -> None:
-    """Raise :class:`OutputError` unless files can be created in ``folder``."""
+def ensure_writable(folder: Path, keep: bool = True) -> None:
+    """Raise :class:`OutputError` unless files can be created in ``folder``.
+
+    With ``keep=False`` any folders created for the probe are removed again, so a check made
+    before the real work leaves nothing behind if that work then fails.
+    """
     folder = Path(folder)
+    missing, p = [], folder
+    while not p.exists() and p != p.parent:
+        missing.append(p)
+        p = p.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".write-test.")
@@ -63,6 +71,11 @@ def ensure_writable(folder: Path) -> None:
         os.unlink(tmp)
     except OSError as e:
         raise OutputError(f"output folder '{folder}' is not writable ({e.strerror}); pass --out to a writable folder.") from None
+    finally:
+        if not keep:
+            for d in missing:
+                if d.is_dir():
+                    d.rmdir()
 
 
 def sha256(path: Path) -> str:

@@ -34,7 +34,7 @@ from supernet.checkpoint import (
 )
 from supernet.data import ImageData, batches, check_matches, load_dataset
 from supernet.dynamic import get_importance
-from supernet.errors import CheckpointError, CheckpointMismatchError, ConfigError
+from supernet.errors import CheckpointError, CheckpointMismatchError, ConfigError, OutputError
 from supernet.evaluate import accuracy
 from supernet.registry import get_family, get_preset
 
@@ -161,6 +161,7 @@ class Trainer:
         self.epoch = 0
         self.history: list[dict[str, Any]] = []
         self.progress = progress
+        self._prepared = False
 
     # ---- checkpoints -------------------------------------------------------------------------
     @property
@@ -271,15 +272,22 @@ class Trainer:
                 self.progress.step(epoch=epoch, stage=stage, loss=total / n)
         return total / max(n, 1)
 
-    def run(self, resume: bool = False, stop_after: int | None = None) -> dict[str, Any]:
-        """Train to the end (or ``stop_after`` more epochs); write the artifact when done."""
-        ensure_writable(self.out)
+    def prepare(self, resume: bool = False) -> None:
+        """Check the run folder and load the checkpoint when resuming; nothing is written."""
         if resume:
             self.load_checkpoint()
         elif self.state_path.exists():
-            from supernet.errors import OutputError
-
             raise OutputError(f"'{self.out}' already holds a training run; pass --resume to continue it or another --out.")
+        ensure_writable(self.out, keep=resume)
+        self._prepared = True
+
+    def run(self, resume: bool = False, stop_after: int | None = None) -> dict[str, Any]:
+        """Train to the end (or ``stop_after`` more epochs); write the artifact when done.
+
+        Call :meth:`prepare` first to check the folder before any output; otherwise ``run`` does.
+        """
+        if not self._prepared:
+            self.prepare(resume)
         done = 0
         while self.epoch < self.cfg.total_epochs and (stop_after is None or done < stop_after):
             epoch, stage = self.epoch, self.cfg.stage_of(self.epoch)

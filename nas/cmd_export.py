@@ -1,0 +1,60 @@
+"""`dynnas export` and `dynnas report`: deployable subnets and the HTML report of search runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from nas.app import SeedOpt, app
+from nas.errors import guarded
+
+
+@app.command(epilog="Examples:\n\n    dynnas export runs/demo-jetson-orin\n\n"
+             "    dynnas export runs/demo-host --top 3 --seed 1\n\n"
+             "    dynnas export runs/demo-host --supernet runs/cifar/supernet.safetensors")
+@guarded
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder written by `dynnas search`.", show_default=False)],
+    top: Annotated[int, typer.Option("--top", help="How many subnets to export, spread along the combined front "
+                                     "(the fastest and the most accurate always among them).")] = 5,
+    supernet: Annotated[Path | None, typer.Option(help="Supernet file, if it moved since the search "
+                                                  "(its sha256 must match the run's).")] = None,
+    seed: SeedOpt = 0,
+) -> None:
+    """Export subnets of a search run as verified ONNX + safetensors under DIR/subnets/<subnet_id>/."""
+    from rich.table import Table
+
+    from nas.export import export_subnets
+    from nas.progress import console
+
+    done = export_subnets(run_dir, top, supernet_path=supernet, seed=seed,
+                          progress=lambda i, n, arch: console.print(f"[{i + 1}/{n}] exporting {arch}"))
+    table = Table(title=f"exported to {run_dir / 'subnets'} (verified: ONNX vs PyTorch logits ≤ 1e-4)")
+    for col in ("arch", "subnet_id", "MMACs", "pred. acc", "ONNX acc", "pred. ms", "host ms", "max |Δ|"):
+        table.add_column(col)
+    for d in done:
+        table.add_row(d["arch"], d["subnet_id"], f"{d['macs'] / 1e6:.3f}", f"{d['predicted_accuracy']:.4f}",
+                      f"{d['onnx_accuracy']:.4f}", f"{d['predicted_latency_ms']:.4g}", f"{d['host_latency_ms']:.4g}",
+                      f"{d['max_abs_logit_diff']:.1e}")
+    console.print(table)
+    if done:
+        console.print(f"accuracy measured with onnxruntime on {done[0]['eval_set']}")
+
+
+@app.command(epilog="Examples:\n\n    dynnas report runs/demo-jetson-orin\n\n"
+             "    dynnas report runs/demo-jetson-orin runs/demo-host --out reports/compare.html")
+@guarded
+def report(
+    run_dirs: Annotated[list[Path], typer.Argument(help="One or more run folders (several: compared side by side).",
+                                                   show_default=False)],
+    out: Annotated[Path | None, typer.Option(help="HTML file to write (default: DIR/report.html of the "
+                                             "first run).")] = None,
+) -> None:
+    """Write one self-contained HTML report (fronts, hypervolume, predicted vs measured, exports)."""
+    from nas.progress import console
+    from nas.report import write_report
+
+    path = write_report(run_dirs, out or run_dirs[0] / "report.html")
+    console.print(f"wrote {path}")

@@ -1,0 +1,122 @@
+"""The report's figures: matplotlib ``Figure`` objects (Agg, no pyplot state) encoded as base64 PNG.
+
+Each function takes plain tables (pandas frames and dicts), so the figures can be drawn for any
+run folder without loading a supernet.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
+
+
+@dataclass(frozen=True, eq=False)
+class FrontPanel:
+    """What one run contributes to the accuracy-latency figure."""
+
+    title: str
+    device: str
+    evaluations: pd.DataFrame  # algorithm, accuracy, latency_ms (every evaluation)
+    pareto: pd.DataFrame  # algorithm, accuracy, latency_ms (each algorithm's front)
+    baselines: pd.DataFrame  # width, accuracy, latency_ms (uniform-width subnets)
+    exported: pd.DataFrame  # arch, accuracy, latency_ms (the exported subnets)
+
+
+def to_base64_png(fig: Figure, dpi: int = 110) -> str:
+    """Render ``fig`` with the Agg canvas and return its PNG as base64 text."""
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _color(algorithms: list[str], name: str) -> str:
+    return COLORS[algorithms.index(name) % len(COLORS)] if name in algorithms else "#7f7f7f"
+
+
+def fronts_figure(panels: list[FrontPanel]) -> Figure:
+    """One panel per run: every candidate, each algorithm's front, baselines and exported subnets."""
+    fig = Figure(figsize=(5.2 * len(panels), 4.4), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    algorithms = sorted({a for p in panels for a in p.evaluations["algorithm"].astype(str)})
+    for ax, p in zip(axes, panels, strict=True):
+        for alg in algorithms:
+            ev = p.evaluations[p.evaluations["algorithm"].astype(str) == alg]
+            if not ev.empty:
+                ax.scatter(ev["latency_ms"], ev["accuracy"], s=7, alpha=0.25, color=_color(algorithms, alg),
+                           linewidths=0)
+            fr = p.pareto[p.pareto["algorithm"].astype(str) == alg].sort_values("latency_ms")
+            if not fr.empty:
+                ax.step(fr["latency_ms"], fr["accuracy"], where="post", marker="o", ms=3.5, lw=1.4,
+                        color=_color(algorithms, alg), label=f"{alg} front ({len(ev)} evals)")
+        if not p.baselines.empty:
+            ax.scatter(p.baselines["latency_ms"], p.baselines["accuracy"], marker="D", s=36, color="black",
+                       zorder=5, label="uniform width α")
+            for b in p.baselines.itertuples(index=False):
+                ax.annotate(f"α={b.width:g}", (b.latency_ms, b.accuracy), textcoords="offset points",
+                            xytext=(5, -11), fontsize=8)
+        if not p.exported.empty:
+            ax.scatter(p.exported["latency_ms"], p.exported["accuracy"], marker="*", s=170, facecolor="gold",
+                       edgecolor="black", zorder=6, label="exported")
+        ax.set_title(p.title, fontsize=10)
+        ax.set_xlabel(f"predicted latency on {p.device} (ms)")
+        ax.set_ylabel("predicted accuracy")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    return fig
+
+
+def hypervolume_figure(titles: list[str], histories: list[pd.DataFrame]) -> Figure:
+    """Hypervolume against evaluations, one line per algorithm, one panel per run."""
+    fig = Figure(figsize=(5.2 * len(titles), 3.6), layout="constrained")
+    axes = fig.subplots(1, len(titles), squeeze=False)[0]
+    algorithms = sorted({a for h in histories for a in h["algorithm"].astype(str)})
+    for ax, title, hist in zip(axes, titles, histories, strict=True):
+        for alg, h in hist.groupby(hist["algorithm"].astype(str), sort=True):
+            h = h.sort_values("n_evals")
+            ax.plot(h["n_evals"], h["hypervolume"], lw=1.6, color=_color(algorithms, alg),
+                    label=f"{alg} (final {h['hypervolume'].iloc[-1]:.4f})")
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("evaluations")
+        ax.set_ylabel("hypervolume (normalised)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    return fig
+
+
+def predicted_vs_measured_figure(points: pd.DataFrame) -> Figure:
+    """Host latency and accuracy of the exported subnets: predicted (x) against measured (y).
+
+    ``points`` has columns run, pred_host_ms, host_ms, host_p10_ms, host_p90_ms, pred_acc, onnx_acc.
+    """
+    fig = Figure(figsize=(10.4, 4.4), layout="constrained")
+    ax_lat, ax_acc = fig.subplots(1, 2)
+    runs = list(dict.fromkeys(points["run"]))
+    for i, run in enumerate(runs):
+        d = points[points["run"] == run]
+        c = COLORS[i % len(COLORS)]
+        yerr = np.vstack([d["host_ms"] - d["host_p10_ms"], d["host_p90_ms"] - d["host_ms"]]).clip(min=0)
+        ax_lat.errorbar(d["pred_host_ms"], d["host_ms"], yerr=yerr, fmt="o", color=c, capsize=3, label=run)
+        ax_acc.scatter(d["pred_acc"], d["onnx_acc"], color=c, label=run)
+    for ax, (x, y) in ((ax_lat, ("pred_host_ms", "host_ms")), (ax_acc, ("pred_acc", "onnx_acc"))):
+        vals = np.concatenate([points[x].to_numpy(float), points[y].to_numpy(float)])
+        lo, hi = float(vals.min()), float(vals.max())
+        pad = 0.05 * (hi - lo or abs(hi) or 1.0)
+        ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], ls="--", color="grey", lw=1, label="y = x")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    ax_lat.set_xlabel("predicted host latency (ms)")
+    ax_lat.set_ylabel("measured host latency (ms)")
+    ax_lat.set_title("host latency: onnxruntime median, bars p10-p90", fontsize=10)
+    ax_acc.set_xlabel("predicted accuracy")
+    ax_acc.set_ylabel("measured accuracy, onnxruntime")
+    ax_acc.set_title("accuracy", fontsize=10)
+    return fig

@@ -1,0 +1,116 @@
+"""Check an exported ONNX subnet against its PyTorch original, then measure it with onnxruntime.
+
+Verification runs every image of the evaluation set through both models and compares the raw
+logits: the largest absolute difference must stay within :data:`TOLERANCE`, otherwise
+:class:`ExportVerificationError` is raised. The same pass gives the onnxruntime accuracy, so the
+accuracy a user deploys is measured on the deployed artifact, not on the PyTorch model.
+Host latency is then measured with onnxruntime: batch 1, one intra-op thread, warm-up, then the
+median and the 10th/90th percentiles of at least 50 timed runs.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from predictors.onnx_io import INPUT_NAME, OUTPUT_NAME, measure_latency, run_onnx, session
+from supernet.data import to_tensor
+from supernet.errors import ConfigError, DynnasError
+
+TOLERANCE = 1e-4  # largest allowed |onnxruntime - PyTorch| logit difference (fp32 on CPU)
+MIN_REPEATS = 50
+__all__ = ["INPUT_NAME", "OUTPUT_NAME", "TOLERANCE", "ExportVerificationError", "check_self_contained",
+           "compare_logits", "verify_onnx"]
+
+
+class ExportVerificationError(DynnasError):
+    """An exported ONNX model does not reproduce its PyTorch original (or is not self-contained)."""
+
+
+# ---- checks --------------------------------------------------------------------------------
+def check_self_contained(path: Path) -> None:
+    """Raise unless ``path`` is a valid ONNX file holding every weight itself (no external data)."""
+    path = Path(path)
+    stray = sorted(p.name for p in path.parent.iterdir() if p.suffix == ".data" or p.name.endswith(".onnx.data"))
+    if stray:
+        raise ExportVerificationError(f"ONNX export '{path}' left external weight files {stray}; the model must be one "
+                                      "self-contained file: re-export with embedded weights.")
+    proto = onnx.load(str(path), load_external_data=False)
+    external = [t.name for t in proto.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+    if external:
+        raise ExportVerificationError(f"ONNX model '{path}' refers to external data for {len(external)} initializers "
+                                      f"(e.g. '{external[0]}'); re-export with embedded weights.")
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
+        raise ExportVerificationError(f"ONNX model '{path}' is invalid ({str(e).splitlines()[0][:120]}); "
+                                      "re-export it.") from None
+
+
+# ---- verification --------------------------------------------------------------------------
+@torch.no_grad()
+def compare_logits(model: nn.Module, onnx_path: Path, x: np.ndarray, y: np.ndarray, *,
+                   batch_size: int = 500) -> dict[str, Any]:
+    """Run ``x`` (NHWC uint8) through PyTorch and onnxruntime; logit difference and both accuracies."""
+    model = model.eval()
+    sess = session(Path(onnx_path), threads=1)
+    dims = sess.get_inputs()[0].shape
+    if isinstance(dims[0], int):  # a model exported with a fixed batch size
+        batch_size = dims[0]
+    worst, ort_hits, pt_hits, agree = 0.0, 0, 0, 0
+    for i in range(0, len(y), batch_size):
+        xb = to_tensor(x[i : i + batch_size])
+        ref = model(xb).numpy()
+        got = run_onnx(sess, xb.numpy(), batch_size=batch_size)
+        if got.shape != ref.shape:
+            raise ExportVerificationError(f"ONNX model '{onnx_path}' returns logits of shape {got.shape} but PyTorch "
+                                          f"returns {ref.shape}; re-export it.")
+        diff = float(np.max(np.abs(got.astype(np.float64) - ref))) if ref.size else 0.0
+        worst = diff if not math.isfinite(diff) else max(worst, diff)
+        if not math.isfinite(worst):
+            break
+        yb = y[i : i + batch_size]
+        ort_hits += int((got.argmax(1) == yb).sum())
+        pt_hits += int((ref.argmax(1) == yb).sum())
+        agree += int((got.argmax(1) == ref.argmax(1)).sum())
+    n = max(1, len(y))
+    return {"max_abs_logit_diff": worst, "onnx_accuracy": ort_hits / n, "torch_accuracy": pt_hits / n,
+            "prediction_agreement": agree / n, "n_images": int(len(y))}
+
+
+def verify_onnx(model: nn.Module, onnx_path: Path, x: np.ndarray, y: np.ndarray, eval_set: str, *,
+                tolerance: float = TOLERANCE, repeats: int = MIN_REPEATS, warmup: int = 10,
+                seed: int = 0) -> dict[str, Any]:
+    """Verify ``onnx_path`` reproduces ``model`` on ``(x, y)`` and measure it; the ``verify.json`` record.
+
+    Raises :class:`ExportVerificationError` when the file is not self-contained or valid, when any
+    logit is not finite, or when the largest logit difference exceeds ``tolerance``.
+    """
+    if repeats < MIN_REPEATS:
+        raise ConfigError(f"host latency needs at least {MIN_REPEATS} timed runs, but got repeats={repeats}.")
+    onnx_path = Path(onnx_path)
+    check_self_contained(onnx_path)
+    cmp = compare_logits(model, onnx_path, x, y)
+    diff = cmp["max_abs_logit_diff"]
+    if not math.isfinite(diff):
+        raise ExportVerificationError(f"ONNX model '{onnx_path}' or its PyTorch original gives non-finite logits on "
+                                      f"{eval_set}; the weights are corrupt: retrain or re-extract the subnet.")
+    if diff > tolerance:
+        raise ExportVerificationError(f"ONNX model '{onnx_path}' disagrees with PyTorch on {eval_set}: max |logit "
+                                      f"difference| = {diff:.3g} > {tolerance:g}; the export is broken: re-export it.")
+    shape = (1, *x.shape[3:], *x.shape[1:3])  # NHWC images → NCHW batch of one
+    host = measure_latency(onnx_path, shape, threads=1, warmup=warmup, repeats=repeats, seed=seed).to_dict()
+    return {
+        **cmp,
+        "tolerance": tolerance,
+        "eval_set": eval_set,
+        "host_latency_ms": {**host, "batch": 1, "warmup": warmup, "runtime": f"onnxruntime {ort.__version__} CPU"},
+        "versions": {"onnxruntime": ort.__version__, "onnx": onnx.__version__, "torch": torch.__version__},
+    }

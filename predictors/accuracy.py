@@ -1,0 +1,355 @@
+"""Accuracy predictor: what a subnet will score, learned from measured subnets of one supernet.
+
+:func:`collect_accuracy_data` measures seeded random subnets (plus the uniform ones) on the
+validation split, and the first ``n_ceiling`` of them on the test split too: how well the val
+ranking agrees with the test ranking (the *noise ceiling* Kendall τ) bounds what any
+predictor trained on val accuracies can reach. The data live in one versioned JSON file beside
+the supernet (``<stem>.accuracy.json``). :class:`AccuracyPredictor` picks a scikit-learn
+regressor by cross-validated Kendall τ and reports held-out τ and RMSE.
+
+Example::
+
+    predictor, data = load_or_collect_accuracy(path, supernet, meta, image_data)
+    predictor.predict([space.largest()])      # -> array([0.91])
+    predictor.quality["heldout_tau"]
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.base import RegressorMixin, clone
+from sklearn.ensemble import GradientBoostingRegressor, RandomForestRegressor
+from sklearn.linear_model import RidgeCV
+from sklearn.model_selection import KFold, train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import PolynomialFeatures, StandardScaler
+from torch import nn
+
+from predictors.errors import CalibrationError, PredictorCacheError
+from predictors.metrics import kendall_tau, rmse
+from predictors.units import cache_root
+from supernet.checkpoint import read_json, sha256, write_json
+from supernet.cnn import CNNConfig, count_macs
+from supernet.data import ImageData
+from supernet.errors import CheckpointError, ConfigError, DatasetError
+from supernet.evaluate import BN_MODES, accuracy, subnet_model
+from supernet.space import SearchSpace, SubnetConfig
+
+FORMAT = "dynnas-accuracy-data"
+FORMAT_VERSION = 1
+Progress = Callable[[str, int, int], None]
+
+
+# ---- the data file ----------------------------------------------------------------------------
+@dataclass
+class AccuracyData:
+    """Measured accuracies of one supernet's subnets: ``meta`` (provenance) and ``records``.
+
+    A record is ``{"arch": str, "subnet_id": str, "val_acc": float, "test_acc": float | None}``.
+    """
+
+    meta: dict[str, Any]
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def space(self) -> SearchSpace:
+        return SearchSpace.from_dict(self.meta["space"])
+
+    def subnets(self) -> list[SubnetConfig]:
+        space = self.space
+        return [space.parse(r["arch"]) for r in self.records]
+
+    def noise_ceiling_tau(self) -> float:
+        """Kendall τ between val and test accuracy over the records measured on both (NaN if < 2)."""
+        both = [(r["val_acc"], r["test_acc"]) for r in self.records if r.get("test_acc") is not None]
+        return kendall_tau([v for v, _ in both], [t for _, t in both]) if len(both) >= 2 else float("nan")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": FORMAT, "format_version": FORMAT_VERSION, "meta": self.meta, "records": self.records}
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = "accuracy data") -> AccuracyData:
+        """Validate a parsed file; raise :class:`PredictorCacheError` naming what is wrong."""
+        def bad(why: str) -> PredictorCacheError:
+            return PredictorCacheError(f"{where} {why}; delete it to re-measure the subnets.")
+
+        if not isinstance(d, dict) or d.get("format") != FORMAT:
+            raise bad(f"is not a dynnas accuracy-data file (format {d.get('format') if isinstance(d, dict) else None!r})")
+        if d.get("format_version") != FORMAT_VERSION:
+            raise bad(f"has format version {d.get('format_version')!r}, this dynnas reads {FORMAT_VERSION}")
+        try:
+            meta, records = dict(d["meta"]), list(d["records"])
+            space = SearchSpace.from_dict(meta["space"])
+            for r in records:
+                space.parse(r["arch"])
+                accs = [r["val_acc"]] + ([r["test_acc"]] if r.get("test_acc") is not None else [])
+                if not all(0.0 <= float(a) <= 1.0 for a in accs):
+                    raise ValueError(f"accuracy outside [0, 1] for {r['arch']}")
+        except (KeyError, TypeError, ValueError, ConfigError) as e:
+            raise bad(f"is corrupt ({e.__class__.__name__}: {str(e)[:80]})") from None
+        return cls(meta, records)
+
+    def save(self, path: Path) -> None:
+        write_json(Path(path), self.to_dict())
+
+    @classmethod
+    def load(cls, path: Path) -> AccuracyData:
+        try:
+            doc = read_json(Path(path), "accuracy data")
+        except CheckpointError as e:
+            raise PredictorCacheError(str(e)) from None
+        return cls.from_dict(doc, f"accuracy data '{path}'")
+
+
+def accuracy_data_path(supernet_path: Path | str) -> Path:
+    """``x/cifar10-cnn.safetensors`` → ``x/cifar10-cnn.accuracy.json``; a run folder → its
+    ``supernet.accuracy.json``."""
+    p = Path(supernet_path)
+    if p.is_dir():
+        p = p / "supernet.safetensors"
+    return p.with_name(f"{p.stem}.accuracy.json")
+
+
+# ---- collecting -------------------------------------------------------------------------------
+def sample_subnets(space: SearchSpace, n: int, seed: int) -> list[SubnetConfig]:
+    """The uniform subnets, then seeded unique random ones: ``n`` in all (fewer if the space is smaller)."""
+    rng = np.random.default_rng(seed)
+    picked = list(dict.fromkeys(space.uniform(j) for j in range(len(space.width_choices))))
+    seen = set(picked)
+    for _ in range(100 * n):  # bounded: a small space runs out of new subnets
+        if len(picked) >= min(n, space.size):
+            break
+        s = space.sample(rng)
+        if s not in seen:
+            seen.add(s)
+            picked.append(s)
+    return picked[:n]
+
+
+def collect_accuracy_data(supernet: nn.Module, data: ImageData, *, n_samples: int = 400, n_ceiling: int = 100,
+                          bn: str = "recal", seed: int = 0, progress: Progress | None = None,
+                          n_recal_batches: int = 10, supernet_sha256: str | None = None) -> AccuracyData:
+    """Measure ``n_samples`` subnets on the validation split (the first ``n_ceiling`` on test too).
+
+    Each subnet is scored as :func:`supernet.evaluate.subnet_accuracy` does: extracted, its BN
+    statistics recalibrated on ``n_recal_batches`` seeded training batches when ``bn="recal"``,
+    then evaluated; the recalibrated model is reused for the test split.
+    """
+    if bn not in BN_MODES:
+        raise ConfigError(f"`bn` must be one of {', '.join(BN_MODES)}, but got '{bn}'.")
+    if n_samples < 1 or n_ceiling < 0:
+        raise ConfigError(f"need n_samples >= 1 and n_ceiling >= 0, but got {n_samples=} and {n_ceiling=}.")
+    if len(data.y_val) == 0:
+        raise DatasetError(f"dataset '{data.spec}' has an empty validation split; accuracy data needs one.")
+    space: SearchSpace = supernet.space
+    subnets = sample_subnets(space, n_samples, seed)
+    records = []
+    for i, s in enumerate(subnets):
+        if bn == "recal":
+            model = subnet_model(supernet, s, data, "recal", n_batches=n_recal_batches, seed=seed)
+            val = accuracy(model, data.x_val, data.y_val)
+            test = accuracy(model, data.x_test, data.y_test) if i < n_ceiling and len(data.y_test) else None
+        else:
+            val = accuracy(supernet, data.x_val, data.y_val, s)
+            test = accuracy(supernet, data.x_test, data.y_test, s) if i < n_ceiling and len(data.y_test) else None
+        records.append({"arch": space.format(s), "subnet_id": space.subnet_id(s), "val_acc": val, "test_acc": test})
+        if progress is not None:
+            progress("measuring subnet accuracy", i + 1, len(subnets))
+    config = getattr(supernet, "config", None)
+    meta = {
+        "supernet_sha256": supernet_sha256,
+        "family": space.family,
+        "space": space.to_dict(),
+        "arch_config": config.to_dict() if config is not None else None,
+        "bn": bn,
+        "split": "val",
+        "ceiling_split": "test",
+        "n_recal_batches": n_recal_batches if bn == "recal" else 0,
+        "seed": seed,
+        "n_samples": len(records),
+        "n_ceiling": sum(r["test_acc"] is not None for r in records),
+        "dataset": {"spec": data.spec, "val": int(len(data.y_val)), "test": int(len(data.y_test))},
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    return AccuracyData(meta, records)
+
+
+# ---- the predictor ----------------------------------------------------------------------------
+def _candidates(seed: int) -> dict[str, RegressorMixin]:
+    alphas = np.logspace(-3, 3, 13)
+    return {
+        "ridge": make_pipeline(StandardScaler(), RidgeCV(alphas=alphas)),
+        "ridge-pairwise": make_pipeline(PolynomialFeatures(2, interaction_only=True, include_bias=False),
+                                        StandardScaler(), RidgeCV(alphas=np.logspace(-1, 4, 11))),
+        "gbr": GradientBoostingRegressor(n_estimators=300, max_depth=3, learning_rate=0.05, subsample=0.8,
+                                         random_state=seed),
+        "rf": RandomForestRegressor(n_estimators=300, min_samples_leaf=2, max_features=0.5, random_state=seed,
+                                    n_jobs=1),
+    }
+
+
+class AccuracyPredictor:
+    """Predicts a subnet's validation accuracy (a fraction) from its encoding.
+
+    Features per subnet: each block's width fraction, a one-hot of each block's width choice,
+    the mean width fraction and, when ``arch_config`` is given, the MACs as a fraction of the
+    largest subnet's. Model: the candidate (ridge, ridge with pairwise terms, gradient boosting,
+    random forest) with the best mean Kendall τ in seeded K-fold cross-validation on the
+    training part; ``quality`` is measured on a seeded held-out part, then the chosen model is
+    refitted on all records.
+    """
+
+    def __init__(self, arch_config: CNNConfig | None = None, *, seed: int = 0, test_fraction: float = 0.2,
+                 cv_folds: int = 5, candidates: Sequence[str] | None = None) -> None:
+        if not 0.0 < test_fraction < 1.0:
+            raise ConfigError(f"`test_fraction` must be in (0, 1), but got {test_fraction}.")
+        known = list(_candidates(seed))
+        unknown_names = [c for c in (candidates or ()) if c not in known]
+        if unknown_names:
+            raise ConfigError(f"unknown accuracy model(s) {unknown_names}; known: {', '.join(known)}.")
+        self.arch_config = arch_config
+        self.seed = seed
+        self.test_fraction = test_fraction
+        self.cv_folds = cv_folds
+        self.candidate_names = list(candidates) if candidates else known
+        self.space: SearchSpace | None = None
+        self.model: RegressorMixin | None = None
+        self.model_name = ""
+        self.quality: dict[str, Any] = {}
+
+    # -- features
+    def features(self, subnets: Sequence[SubnetConfig]) -> np.ndarray:
+        space = self._space()
+        n_choices = len(space.width_choices)
+        enc = np.stack([space.encode(s) for s in subnets]) if len(subnets) else np.zeros((0, space.n_blocks), int)
+        widths = enc[:, : space.n_blocks]
+        frac = np.asarray(space.width_choices)[widths]
+        onehot = np.zeros((len(widths), space.n_blocks * n_choices))
+        onehot[np.arange(len(widths))[:, None], np.arange(space.n_blocks) * n_choices + widths] = 1.0
+        cols = [frac, onehot, frac.mean(axis=1, keepdims=True), enc[:, space.n_blocks:].astype(float)]
+        if self.arch_config is not None:
+            full = count_macs(self.arch_config, space.largest())
+            cols.append(np.array([[count_macs(self.arch_config, s) / full] for s in subnets]).reshape(-1, 1))
+        return np.hstack(cols)
+
+    def _space(self) -> SearchSpace:
+        if self.space is None:
+            raise CalibrationError("the accuracy predictor is not fitted; call fit(space, records) first.")
+        return self.space
+
+    # -- fitting
+    def fit(self, space: SearchSpace, records: Sequence[dict[str, Any]]) -> AccuracyPredictor:
+        """Select, evaluate and fit the model on ``records`` (``arch`` and ``val_acc`` are used)."""
+        if self.arch_config is not None and self.arch_config.space() != space:
+            raise ConfigError("the accuracy predictor's arch_config does not match the search space of the records.")
+        if len(records) < 10:
+            raise CalibrationError(f"the accuracy predictor needs >= 10 measured subnets, but got {len(records)}; "
+                                   "collect more (n_samples).")
+        self.space = space
+        subnets = [space.parse(r["arch"]) for r in records]
+        x, y = self.features(subnets), np.array([float(r["val_acc"]) for r in records])
+        idx_train, idx_test = train_test_split(np.arange(len(y)), test_size=self.test_fraction, random_state=self.seed)
+        cv = self._cross_validate(x[idx_train], y[idx_train])
+        self.model_name = max(cv, key=lambda name: (np.nan_to_num(cv[name], nan=-2.0), -list(cv).index(name)))
+        held = clone(_candidates(self.seed)[self.model_name]).fit(x[idx_train], y[idx_train])
+        pred = held.predict(x[idx_test])
+        self.model = clone(_candidates(self.seed)[self.model_name]).fit(x, y)
+        both = [(r["val_acc"], r["test_acc"]) for r in records if r.get("test_acc") is not None]
+        self.quality = {
+            "model": self.model_name,
+            "cv_tau": cv,
+            "heldout_tau": kendall_tau(pred, y[idx_test]),
+            "heldout_rmse_points": 100 * rmse(pred, y[idx_test]),
+            "n_train": int(len(idx_train)),
+            "n_test": int(len(idx_test)),
+            "noise_ceiling_tau": kendall_tau(*zip(*both, strict=True)) if len(both) >= 2 else float("nan"),
+            "n_ceiling": len(both),
+            "val_acc_range": [float(y.min()), float(y.max())],
+        }
+        return self
+
+    def _cross_validate(self, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+        folds = KFold(n_splits=min(self.cv_folds, len(y)), shuffle=True, random_state=self.seed)
+        out = {}
+        for name in self.candidate_names:
+            taus = []
+            for tr, va in folds.split(x):
+                model = clone(_candidates(self.seed)[name]).fit(x[tr], y[tr])
+                taus.append(kendall_tau(model.predict(x[va]), y[va]))
+            out[name] = float(np.nanmean(taus)) if not np.all(np.isnan(taus)) else float("nan")
+        return out
+
+    def predict(self, subnets: Sequence[SubnetConfig]) -> np.ndarray:
+        """Predicted validation accuracy of each subnet, as a fraction in [0, 1]."""
+        if self.model is None:
+            raise CalibrationError("the accuracy predictor is not fitted; call fit(space, records) first.")
+        if len(subnets) == 0:
+            return np.zeros(0)
+        return np.clip(self.model.predict(self.features(subnets)), 0.0, 1.0)
+
+    def describe(self) -> dict[str, Any]:
+        return {"method": f"sklearn:{self.model_name}", "quality": self.quality, "seed": self.seed}
+
+
+# ---- cache beside the supernet ----------------------------------------------------------------
+def _fallback_path(sha: str) -> Path:
+    return cache_root() / "accuracy" / f"{sha[:16]}.accuracy.json"
+
+
+def _usable(path: Path, sha: str, bn: str) -> AccuracyData | None:
+    if not path.exists():
+        return None
+    data = AccuracyData.load(path)  # corrupt → PredictorCacheError
+    ok = data.meta.get("supernet_sha256") == sha and data.meta.get("bn") == bn
+    return data if ok else None
+
+
+def load_or_collect_accuracy(supernet_path: Path | str, supernet: nn.Module, meta: dict[str, Any],
+                             data: ImageData | None, *, n_samples: int = 400, bn: str = "recal", seed: int = 0,
+                             progress: Progress | None = None) -> tuple[AccuracyPredictor, AccuracyData]:
+    """The fitted accuracy predictor of a supernet, from its cached accuracy data or measured now.
+
+    The cache beside the supernet (:func:`accuracy_data_path`), else the one under
+    ``$DYNNAS_CACHE/accuracy``, is used when its sha256 and BN mode match; otherwise the
+    subnets are measured on ``data`` and the cache is written beside the supernet (or to the
+    user cache when that folder is read-only). A corrupt cache raises
+    :class:`PredictorCacheError`.
+    """
+    file = Path(supernet_path)
+    if file.is_dir():
+        file = file / "supernet.safetensors"
+    if not file.is_file():
+        raise CheckpointError(f"supernet '{file}' does not exist; check the path.")
+    sha = sha256(file)
+    beside, fallback = accuracy_data_path(file), _fallback_path(sha)
+    acc = _usable(beside, sha, bn) or _usable(fallback, sha, bn)
+    if acc is None:
+        if data is None:
+            raise DatasetError(f"no accuracy data for supernet '{file}' (sha256 {sha[:12]}, bn={bn}) at '{beside}', "
+                               "and no dataset to measure it on; pass --dataset, or restore the .accuracy.json file.")
+        acc = collect_accuracy_data(supernet, data, n_samples=n_samples, bn=bn, seed=seed, progress=progress,
+                                    supernet_sha256=sha)
+        acc.meta["supernet_file"] = file.name
+        acc.meta["dataset"]["supernet_dataset"] = (meta.get("dataset") or {}).get("spec")
+        _write(acc, beside, fallback)
+    config = getattr(supernet, "config", None)
+    arch = config if isinstance(config, CNNConfig) and config.space() == acc.space else None
+    predictor = AccuracyPredictor(arch, seed=seed).fit(acc.space, acc.records)
+    return predictor, acc
+
+
+def _write(acc: AccuracyData, beside: Path, fallback: Path) -> None:
+    """Write beside the supernet; when that folder is read-only, to the user cache instead."""
+    try:
+        if not os.access(beside.parent, os.W_OK):
+            raise PermissionError(13, "read-only folder")
+        acc.save(beside)
+    except OSError:
+        acc.save(fallback)

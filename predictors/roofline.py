@@ -1,0 +1,159 @@
+"""Roofline latency for devices known only from published numbers (e.g. ``jetson-orin``).
+
+Per kernel ``t = max(flops / (eta_c * peak), bytes / (eta_m * bandwidth)) + overhead``; a
+network's latency is the sum over its kernels. ``peak`` and ``bandwidth`` come from the device
+profile; the efficiencies ``eta_c``, ``eta_m`` and the per-kernel ``overhead`` are fitted by
+least squares on log latency to the profile's published calibration points (reference models
+at their precision and batch), with a weak prior that keeps ``overhead`` near the profile's
+cited value and the efficiencies near typical values when the points cannot pin them down.
+
+Residual adds are fused into the conv before them (TensorRT and onnxruntime both do), so they
+move bytes but launch no kernel: they pay no ``overhead``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from scipy.optimize import least_squares
+
+from hw_profiles import DeviceProfile
+from predictors.errors import CalibrationError
+from predictors.kernels import Kernel, reference_kernels
+from predictors.units import UnitTable
+from supernet.cnn import CNNConfig
+from supernet.space import SubnetConfig
+
+BYTES_PER_ELEMENT = {"fp32": 4, "fp16": 2, "int8": 1}
+FUSED_OPS = frozenset({"add"})
+# Weak priors (in log units): the overhead stays near the profile's value; the efficiencies only
+# matter when the calibration points cannot determine them.
+PRIOR_WEIGHT_OVERHEAD = 0.3
+PRIOR_WEIGHT_ETA = 0.05
+PRIOR_ETA_C, PRIOR_ETA_M = 0.5, 0.7
+
+
+@dataclass(frozen=True)
+class RooflineParams:
+    """Fitted efficiencies (fractions of peak) and per-kernel overhead (seconds)."""
+
+    eta_c: float
+    eta_m: float
+    overhead_s: float
+
+
+def _arrays(kernels: Sequence[Kernel]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    flops = np.array([k.flops for k in kernels], dtype=float)
+    nbytes = np.array([k.bytes for k in kernels], dtype=float)
+    launches = np.array([k.op not in FUSED_OPS for k in kernels], dtype=float)
+    return flops, nbytes, launches
+
+
+def network_seconds(kernels: Sequence[Kernel], peak_ops: float, bandwidth: float, p: RooflineParams) -> float:
+    """Roofline latency of a kernel list, in seconds."""
+    flops, nbytes, launches = _arrays(kernels)
+    t = np.maximum(flops / (p.eta_c * peak_ops), nbytes / (p.eta_m * bandwidth))
+    return float(t.sum() + p.overhead_s * launches.sum())
+
+
+def _peak(profile: DeviceProfile, precision: str, power_mode: str | None) -> float:
+    return profile.peak_ops_per_s(precision) * profile.compute_scale(power_mode)
+
+
+def fit_roofline(profile: DeviceProfile) -> tuple[RooflineParams, list[dict[str, Any]]]:
+    """Fit ``eta_c``, ``eta_m`` and ``overhead`` to the profile's calibration points.
+
+    Returns the parameters and one row per point: measured and predicted latency and the
+    residual in percent. Deterministic: a fixed grid of starting points, best cost kept.
+    """
+    points = profile.calibration
+    if not points:
+        raise CalibrationError(
+            f"device '{profile.name}' has measured: false but no calibration points, so its roofline cannot be "
+            "fitted; add published latencies under `calibration:` or set `measured: true` to time it here.")
+    bandwidth = profile.memory_bandwidth.value * 1e9
+    overhead0 = profile.kernel_overhead.value * 1e-6
+    cases = []
+    for pt in points:
+        ks = reference_kernels(pt.model, pt.resolution, BYTES_PER_ELEMENT[pt.precision], batch=pt.batch)
+        cases.append((*_arrays(ks), _peak(profile, pt.precision, pt.power_mode), pt.latency_ms.value * 1e-3))
+
+    def predict(theta: np.ndarray) -> np.ndarray:
+        eta_c, eta_m, overhead = np.exp(theta)
+        return np.array([np.maximum(f / (eta_c * peak), b / (eta_m * bandwidth)).sum() + overhead * n.sum()
+                         for f, b, n, peak, _ in cases])
+
+    measured = np.array([c[-1] for c in cases])
+    prior = np.log([PRIOR_ETA_C, PRIOR_ETA_M, overhead0])
+    weights = np.array([PRIOR_WEIGHT_ETA, PRIOR_WEIGHT_ETA, PRIOR_WEIGHT_OVERHEAD])
+
+    def residuals(theta: np.ndarray) -> np.ndarray:
+        return np.concatenate([np.log(predict(theta)) - np.log(measured), weights * (theta - prior)])
+
+    lower = np.log([1e-3, 1e-3, overhead0 / 10])
+    upper = np.log([1.0, 1.0, overhead0 * 10])
+    best = None
+    for ec, em in itertools.product((0.05, 0.2, 0.6), (0.1, 0.4, 0.9)):
+        x0 = np.log([ec, em, overhead0])
+        res = least_squares(residuals, x0, bounds=(lower, upper), method="trf", x_scale=1.0)
+        if best is None or res.cost < best.cost:
+            best = res
+    eta_c, eta_m, overhead = (float(v) for v in np.exp(best.x))
+    pred = predict(best.x)
+    rows = [{"model": pt.model, "resolution": pt.resolution, "batch": pt.batch, "precision": pt.precision,
+             "power_mode": pt.power_mode, "measured_ms": float(m * 1e3), "predicted_ms": float(p * 1e3),
+             "residual_pct": float(100 * (p / m - 1))} for pt, m, p in zip(points, measured, pred, strict=True)]
+    return RooflineParams(eta_c, eta_m, overhead), rows
+
+
+class RooflinePredictor:
+    """Latency of subnets on a published device, from a fitted roofline (see module doc)."""
+
+    def __init__(self, profile: DeviceProfile, arch_config: CNNConfig, params: RooflineParams,
+                 fit_rows: list[dict[str, Any]], *, precision: str | None = None, power_mode: str | None = None):
+        self.device = profile.name
+        self.profile = profile
+        self.params = params
+        self.fit_rows = fit_rows
+        self.precision = precision or profile.default_precision
+        self.power_mode = power_mode or profile.default_power_mode
+        self.peak_ops = _peak(profile, self.precision, self.power_mode)
+        self.bandwidth = profile.memory_bandwidth.value * 1e9
+        self.bytes_per_element = BYTES_PER_ELEMENT[self.precision]
+        self.table = UnitTable.build(
+            arch_config, lambda ks: 1e3 * network_seconds(ks, self.peak_ops, self.bandwidth, params),
+            bytes_per_element=self.bytes_per_element)
+
+    def predict_ms(self, subnets: Sequence[SubnetConfig]) -> np.ndarray:
+        """Predicted batch-1 latency of each subnet, in ms."""
+        return self.table(subnets)
+
+    def kernels_ms(self, kernels: Sequence[Kernel]) -> float:
+        """Latency of any kernel list on this device (e.g. a reference model), in ms."""
+        return 1e3 * network_seconds(kernels, self.peak_ops, self.bandwidth, self.params)
+
+    def describe(self) -> dict[str, Any]:
+        res = np.array([r["residual_pct"] for r in self.fit_rows])
+        return {
+            "method": "roofline",
+            "device": self.device,
+            "precision": self.precision,
+            "power_mode": self.power_mode,
+            "peak_ops_per_s": self.peak_ops,
+            "bandwidth_bytes_per_s": self.bandwidth,
+            "params": {**asdict(self.params), "overhead_us": self.params.overhead_s * 1e6},
+            "overhead_prior_us": self.profile.kernel_overhead.value,
+            "calibration": self.fit_rows,
+            "quality": {"n_points": len(self.fit_rows), "max_abs_residual_pct": float(np.abs(res).max()),
+                        "rms_residual_pct": float(np.sqrt(np.mean(res ** 2)))},
+        }
+
+
+def roofline_predictor(profile: DeviceProfile, arch_config: CNNConfig) -> RooflinePredictor:
+    """Fit the profile's roofline and bind it to ``arch_config``."""
+    params, rows = fit_roofline(profile)
+    return RooflinePredictor(profile, arch_config, params, rows)

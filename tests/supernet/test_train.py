@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from supernet.checkpoint import load_supernet
+from supernet.errors import CheckpointError, CheckpointMismatchError, OutputError
+from supernet.train import TrainConfig, Trainer
+
+
+def _cfg(**kw) -> TrainConfig:
+    return TrainConfig(**{"preset": "tiny", "dataset": "digits", "stage_epochs": (1, 1, 1, 1), "seed": 3, **kw})
+
+
+def test_resume_reaches_the_same_weights(tmp_path, digits):
+    full = Trainer(_cfg(), tmp_path / "full", data=digits)
+    full.run()
+    part = tmp_path / "part"
+    Trainer(_cfg(), part, data=digits).run(stop_after=2)  # "killed" after the first two stages
+    state = json.loads((part / "state.json").read_text())
+    assert state["epoch"] == 2 and not (part / "supernet.safetensors").exists()
+    resumed = Trainer(_cfg(), part, data=digits)
+    resumed.run(resume=True)
+    a, b = full.model.state_dict(), resumed.model.state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert [h["loss"] for h in full.history] == [h["loss"] for h in resumed.history]
+
+
+def test_training_learns_and_writes_a_loadable_artifact(tiny_run, digits):
+    model, meta = load_supernet(tiny_run)
+    hist = meta["history"]
+    assert len(hist) == 5 and hist[-1]["stage"] == 4
+    assert hist[-1]["loss"] < hist[0]["loss"]
+    assert hist[-1]["val_acc_largest"] > 0.3  # 10 classes: chance is 0.1
+    assert meta["dataset"]["spec"] == "digits" and len(meta["mean"]) == 1
+    assert meta["train_config"]["stage_epochs"] == [2, 1, 1, 1]
+
+
+def test_same_seed_same_weights(tmp_path, digits):
+    a = Trainer(_cfg(stage_epochs=(1, 1)), tmp_path / "a", data=digits)
+    a.run()
+    b = Trainer(_cfg(stage_epochs=(1, 1)), tmp_path / "b", data=digits)
+    b.run()
+    for k, v in a.model.state_dict().items():
+        assert torch.equal(v, b.model.state_dict()[k])
+
+
+def test_resume_without_checkpoint(tmp_path, digits):
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        Trainer(_cfg(), tmp_path, data=digits).run(resume=True)
+
+
+def test_resume_with_other_settings_is_refused(tmp_path, digits):
+    Trainer(_cfg(), tmp_path, data=digits).run(stop_after=1)
+    with pytest.raises(CheckpointMismatchError, match="preset"):
+        cfg = TrainConfig(preset="cifar-default", dataset="digits", stage_epochs=(1,))
+        t = Trainer.__new__(Trainer)
+        t.cfg, t.out, t.space = cfg, tmp_path, cfg.arch().space()
+        t.load_checkpoint()
+
+
+def test_corrupt_checkpoint_is_detected(tmp_path, digits):
+    Trainer(_cfg(), tmp_path, data=digits).run(stop_after=1)
+    ck = tmp_path / "checkpoint.safetensors"
+    ck.write_bytes(ck.read_bytes()[:-100] + b"\0" * 100)
+    with pytest.raises(CheckpointError, match="does not match state.json"):
+        Trainer(_cfg(), tmp_path, data=digits).run(resume=True)
+    (tmp_path / "state.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        Trainer(_cfg(), tmp_path, data=digits).run(resume=True)
+
+
+def test_refuses_to_overwrite_a_run(tmp_path, digits):
+    Trainer(_cfg(), tmp_path, data=digits).run(stop_after=1)
+    with pytest.raises(OutputError, match="--resume"):
+        Trainer(_cfg(), tmp_path, data=digits).run()
+
+
+def test_corrupt_artifact_is_detected(tmp_path, tiny_supernet_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(tiny_supernet_path.read_bytes()[:200])
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_supernet(bad)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_supernet(tmp_path / "missing.safetensors")

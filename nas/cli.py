@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from nas import (
     cmd_export,  # noqa: F401  (registers export, report)
+    cmd_search,  # noqa: F401  (registers search, devices)
     cmd_train,  # noqa: F401  (registers train, eval)
 )
 from nas.app import app

@@ -20,6 +20,15 @@ def _parse_ints(text: str, what: str) -> tuple[int, ...]:
         raise ConfigError(f"{what} must be comma-separated integers like '4,2,2,2', but got '{text}'.") from None
 
 
+def _parse_floats(text: str, what: str) -> tuple[float, ...]:
+    from supernet.errors import ConfigError
+
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise ConfigError(f"{what} must be comma-separated numbers like '0.25,0.5,1.0', but got '{text}'.") from None
+
+
 @app.command(epilog="Examples:\n\n    dynnas train --dataset digits --epochs 2 --out runs/tiny\n\n"
              "    dynnas train --preset cifar-default --dataset cifar10:../shared/datasets/cifar10 "
              "--stage-epochs 6,2,2,3 --out runs/cifar --seed 0\n\n"
@@ -30,6 +39,7 @@ def train(
     family: Annotated[str, typer.Option(help="Supernet family (registry name).")] = "cnn",
     preset: Annotated[str, typer.Option(help="Architecture preset of the family, e.g. tiny or cifar-default.")] = "tiny",
     dataset: Annotated[str, typer.Option(help="digits | cifar10:PATH | imagefolder:PATH | npz:PATH")] = "digits",
+    widths: Annotated[str | None, typer.Option(help="Elastic width fractions, e.g. 0.25,0.5,0.75,1.0 (default: the preset's).")] = None,
     epochs: Annotated[int, typer.Option(help="Epochs per progressive-shrinking stage (one stage per width choice).")] = 1,
     stage_epochs: Annotated[str | None, typer.Option(help="Epochs of each stage, e.g. 6,2,2,3 (overrides --epochs).")] = None,
     train_limit: Annotated[int | None, typer.Option(help="Use a seeded subset of this many training images.")] = None,
@@ -53,11 +63,13 @@ def train(
     from supernet.registry import get_preset
     from supernet.train import TrainConfig, Trainer
 
+    width_choices = _parse_floats(widths, "--widths") if widths else None
     arch = get_preset(family, preset)
-    stages = _parse_ints(stage_epochs, "--stage-epochs") if stage_epochs else (epochs,) * len(arch.width_choices)
+    n_stages = len(width_choices) if width_choices else len(arch.width_choices)
+    stages = _parse_ints(stage_epochs, "--stage-epochs") if stage_epochs else (epochs,) * n_stages
     if epochs <= 0 and not stage_epochs:
         raise ConfigError(f"--epochs must be >= 1, but got {epochs}.")
-    cfg = TrainConfig(family=family, preset=preset, dataset=dataset, stage_epochs=stages, train_limit=train_limit,
+    cfg = TrainConfig(family=family, preset=preset, width_choices=width_choices, dataset=dataset, stage_epochs=stages, train_limit=train_limit,
                       batch_size=batch_size, lr=lr, n_random=n_random, kd_temperature=kd_temperature,
                       importance=importance, bf16=bf16, seed=seed, device_type=device_type)
     trainer = Trainer(cfg, out)
@@ -70,7 +82,7 @@ def train(
     table = Table(title="uniform subnets (validation, switchable BN)")
     for col in ("width", "MMACs", "val acc"):
         table.add_column(col)
-    space, data = trainer.space, trainer.data
+    space, data, arch = trainer.space, trainer.data, cfg.arch()
     for i, w in enumerate(space.width_choices):
         sub = space.uniform(i)
         acc = accuracy(trainer.model, data.x_val, data.y_val, sub)

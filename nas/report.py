@@ -244,7 +244,8 @@ def measured_points(views: list[RunView]) -> pd.DataFrame:
             h = r["host_latency_ms"]
             rows.append({"run": v.title, "arch": e["arch"]["arch"], "pred_host_ms": r["predicted_host_latency_ms"],
                          "host_ms": h["median_ms"], "host_p10_ms": h["p10_ms"], "host_p90_ms": h["p90_ms"],
-                         "pred_acc": r["predicted_accuracy"], "onnx_acc": r["onnx_accuracy"]})
+                         "pred_acc": r["predicted_accuracy"], "onnx_acc": r["onnx_accuracy"],
+                         "host_method": str((r.get("host_latency_predictor") or {}).get("method", "?"))})
     return pd.DataFrame(rows)
 
 
@@ -254,7 +255,9 @@ def agreement_text(points: pd.DataFrame) -> list[str]:
     for run, d in points.groupby("run", sort=False):
         mape = float(np.mean(np.abs(d["pred_host_ms"] - d["host_ms"]) / d["host_ms"])) * 100
         acc_err = float(np.mean(np.abs(d["pred_acc"] - d["onnx_acc"])))
-        text = (f"{run}: {len(d)} exported subnets; host latency mean |error| {mape:.1f} % of measured; "
+        methods = ", ".join(dict.fromkeys(d["host_method"]))
+        text = (f"{run}: {len(d)} exported subnets; host latency predicted by {methods}, mean |error| "
+                f"{mape:.1f} % of measured; "
                 f"accuracy mean |predicted − measured| {acc_err:.4f}")
         if len(d) >= 3:
             t_lat = kendalltau(d["pred_host_ms"], d["host_ms"]).statistic

@@ -34,7 +34,7 @@ def to_base64_png(fig: Figure, dpi: int = 110) -> str:
     """Render ``fig`` with the Agg canvas and return its PNG as base64 text."""
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=dpi)  # layout="constrained" already fits the labels
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 

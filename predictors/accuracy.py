@@ -29,14 +29,14 @@ from sklearn.ensemble import GradientBoostingRegressor, RandomForestRegressor
 from sklearn.linear_model import RidgeCV
 from sklearn.model_selection import KFold, train_test_split
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import PolynomialFeatures, StandardScaler
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from torch import nn
 
 from predictors.errors import CalibrationError, PredictorCacheError
 from predictors.metrics import kendall_tau, rmse
-from predictors.units import cache_root
+from predictors.units import UnitTable, cache_root
 from supernet.checkpoint import read_json, sha256, write_json
-from supernet.cnn import CNNConfig, count_macs
+from supernet.cnn import CNNConfig
 from supernet.data import ImageData
 from supernet.errors import CheckpointError, ConfigError, DatasetError
 from supernet.evaluate import BN_MODES, accuracy, subnet_model
@@ -182,15 +182,23 @@ def collect_accuracy_data(supernet: nn.Module, data: ImageData, *, n_samples: in
 
 
 # ---- the predictor ----------------------------------------------------------------------------
-def _candidates(seed: int) -> dict[str, RegressorMixin]:
-    alphas = np.logspace(-3, 3, 13)
+def _pairwise(n_blocks: int) -> FunctionTransformer:
+    """Append the products of every pair of block width fractions (the first ``n_blocks`` columns)."""
+    rows, cols = np.triu_indices(n_blocks, k=1)
+
+    def add(x: np.ndarray) -> np.ndarray:
+        return np.hstack([x, x[:, rows] * x[:, cols]])
+
+    return FunctionTransformer(add)
+
+
+def _candidates(seed: int, n_blocks: int) -> dict[str, RegressorMixin]:
     return {
-        "ridge": make_pipeline(StandardScaler(), RidgeCV(alphas=alphas)),
-        "ridge-pairwise": make_pipeline(PolynomialFeatures(2, interaction_only=True, include_bias=False),
-                                        StandardScaler(), RidgeCV(alphas=np.logspace(-1, 4, 11))),
-        "gbr": GradientBoostingRegressor(n_estimators=300, max_depth=3, learning_rate=0.05, subsample=0.8,
+        "ridge": make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 3, 13))),
+        "ridge-pairwise": make_pipeline(_pairwise(n_blocks), StandardScaler(), RidgeCV(alphas=np.logspace(-2, 4, 13))),
+        "gbr": GradientBoostingRegressor(n_estimators=200, max_depth=3, learning_rate=0.08, subsample=0.8,
                                          random_state=seed),
-        "rf": RandomForestRegressor(n_estimators=300, min_samples_leaf=2, max_features=0.5, random_state=seed,
+        "rf": RandomForestRegressor(n_estimators=150, min_samples_leaf=2, max_features=0.5, random_state=seed,
                                     n_jobs=1),
     }
 
@@ -210,7 +218,7 @@ class AccuracyPredictor:
                  cv_folds: int = 5, candidates: Sequence[str] | None = None) -> None:
         if not 0.0 < test_fraction < 1.0:
             raise ConfigError(f"`test_fraction` must be in (0, 1), but got {test_fraction}.")
-        known = list(_candidates(seed))
+        known = list(_candidates(seed, 1))
         unknown_names = [c for c in (candidates or ()) if c not in known]
         if unknown_names:
             raise ConfigError(f"unknown accuracy model(s) {unknown_names}; known: {', '.join(known)}.")
@@ -223,6 +231,7 @@ class AccuracyPredictor:
         self.model: RegressorMixin | None = None
         self.model_name = ""
         self.quality: dict[str, Any] = {}
+        self._macs: UnitTable | None = None
 
     # -- features
     def features(self, subnets: Sequence[SubnetConfig]) -> np.ndarray:
@@ -235,8 +244,10 @@ class AccuracyPredictor:
         onehot[np.arange(len(widths))[:, None], np.arange(space.n_blocks) * n_choices + widths] = 1.0
         cols = [frac, onehot, frac.mean(axis=1, keepdims=True), enc[:, space.n_blocks:].astype(float)]
         if self.arch_config is not None:
-            full = count_macs(self.arch_config, space.largest())
-            cols.append(np.array([[count_macs(self.arch_config, s) / full] for s in subnets]).reshape(-1, 1))
+            if self._macs is None:
+                self._macs = UnitTable.build(self.arch_config, lambda ks: float(sum(k.macs for k in ks)))
+            full = self._macs([space.largest()])[0]
+            cols.append((self._macs(subnets) / full).reshape(-1, 1))
         return np.hstack(cols)
 
     def _space(self) -> SearchSpace:
@@ -258,9 +269,9 @@ class AccuracyPredictor:
         idx_train, idx_test = train_test_split(np.arange(len(y)), test_size=self.test_fraction, random_state=self.seed)
         cv = self._cross_validate(x[idx_train], y[idx_train])
         self.model_name = max(cv, key=lambda name: (np.nan_to_num(cv[name], nan=-2.0), -list(cv).index(name)))
-        held = clone(_candidates(self.seed)[self.model_name]).fit(x[idx_train], y[idx_train])
+        held = self._candidate(self.model_name).fit(x[idx_train], y[idx_train])
         pred = held.predict(x[idx_test])
-        self.model = clone(_candidates(self.seed)[self.model_name]).fit(x, y)
+        self.model = self._candidate(self.model_name).fit(x, y)
         both = [(r["val_acc"], r["test_acc"]) for r in records if r.get("test_acc") is not None]
         self.quality = {
             "model": self.model_name,
@@ -275,13 +286,17 @@ class AccuracyPredictor:
         }
         return self
 
+    def _candidate(self, name: str) -> RegressorMixin:
+        """A fresh, unfitted copy of candidate ``name``."""
+        return clone(_candidates(self.seed, self._space().n_blocks)[name])
+
     def _cross_validate(self, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
         folds = KFold(n_splits=min(self.cv_folds, len(y)), shuffle=True, random_state=self.seed)
         out = {}
         for name in self.candidate_names:
             taus = []
             for tr, va in folds.split(x):
-                model = clone(_candidates(self.seed)[name]).fit(x[tr], y[tr])
+                model = self._candidate(name).fit(x[tr], y[tr])
                 taus.append(kendall_tau(model.predict(x[va]), y[va]))
             out[name] = float(np.nanmean(taus)) if not np.all(np.isnan(taus)) else float("nan")
         return out

@@ -12,6 +12,7 @@ uninterrupted run.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import platform
 import time
@@ -48,6 +49,7 @@ class TrainConfig(BaseModel):
 
     family: str = "cnn"
     preset: str = "tiny"
+    width_choices: tuple[float, ...] | None = None  # overrides the preset's elastic width fractions
     dataset: str = "digits"
     resolution: int | None = None
     train_limit: int | None = Field(default=None, gt=0)
@@ -72,7 +74,14 @@ class TrainConfig(BaseModel):
     @classmethod
     def _positive(cls, v: tuple[int, ...]) -> tuple[int, ...]:
         if not v or any(e <= 0 for e in v):
-            raise ValueError(f"every stage needs epochs > 0, but got {list(v)}; pass --epochs N with N >= 1")
+            raise ValueError("every stage needs epochs > 0; pass --epochs N with N >= 1")
+        return v
+
+    @field_validator("width_choices")
+    @classmethod
+    def _widths(cls, v: tuple[float, ...] | None) -> tuple[float, ...] | None:
+        if v is not None and (not v or list(v) != sorted(set(v)) or not all(0 < w <= 1 for w in v)):
+            raise ValueError("width choices must be ascending fractions in (0, 1], e.g. 0.25,0.5,0.75,1.0")
         return v
 
     @field_validator("importance")
@@ -89,7 +98,11 @@ class TrainConfig(BaseModel):
         return self
 
     def arch(self) -> Any:
-        return get_preset(self.family, self.preset)
+        """The architecture config: the preset, with ``width_choices`` overridden when given."""
+        arch = get_preset(self.family, self.preset)
+        if self.width_choices is not None:
+            arch = dataclasses.replace(arch, width_choices=tuple(self.width_choices))
+        return arch
 
     @property
     def total_epochs(self) -> int:

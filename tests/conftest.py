@@ -10,7 +10,7 @@ import torch
 from supernet.data import ImageData, load_dataset
 from supernet.train import TrainConfig, Trainer
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # tests are tiny; one thread avoids oversubscribing a shared CPU
 
 
 @pytest.fixture(scope="session")

@@ -60,4 +60,5 @@ class SearchAlgorithm(ABC):
         return {"name": self.name}
 
     def close(self) -> None:
-        """Release files or connections (the optuna storage)."""
+        """Release files or connections (the optuna storage); nothing to release by default."""
+        return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import re
 import shutil
 from pathlib import Path
@@ -12,7 +13,7 @@ from typer.testing import CliRunner
 
 from nas.cli import app
 from nas.export import RunFolderError, export_subnets
-from nas.report import load_view, write_report
+from nas.report import load_view, predict_baselines, write_report
 from predictors import latency_predictor, load_or_collect_accuracy
 from supernet.checkpoint import load_supernet
 from supernet.errors import OutputError
@@ -33,6 +34,7 @@ def two_runs(tiny_supernet_path: Path, digits, tmp_path_factory: pytest.TempPath
         shutil.copy(tiny_supernet_path, sn)
         model, meta = load_supernet(sn)
         load_or_collect_accuracy(sn, model, meta, digits, n_samples=12, bn="recal", seed=0)
+        latency_predictor("host", model.config, n_calibration=6, rounds=2)  # a small host table, cached for export
         host = make_run(root / "host", sn, device="host", seed=0)
         orin = make_run(root / "orin", sn, device="jetson-orin", seed=1, baselines=True,
                         deploy="trtexec --onnx={onnx} --fp16")
@@ -43,11 +45,16 @@ def two_runs(tiny_supernet_path: Path, digits, tmp_path_factory: pytest.TempPath
         mp.undo()
 
 
-def test_report_is_one_offline_html_file_with_every_section(two_runs, tmp_path):
+@pytest.fixture(scope="module")
+def report(two_runs, tmp_path_factory: pytest.TempPathFactory) -> Path:
     host, orin, _sn = two_runs
-    out = write_report([host, orin], tmp_path / "out" / "report.html")
-    assert sorted(p.name for p in out.parent.iterdir()) == ["report.html"]
-    page = out.read_text(encoding="utf-8")
+    return write_report([host, orin], tmp_path_factory.mktemp("out") / "sub" / "report.html")
+
+
+def test_report_is_one_offline_html_file_with_every_section(two_runs, report):
+    host, orin, _sn = two_runs
+    assert sorted(p.name for p in report.parent.iterdir()) == ["report.html"]
+    page = report.read_text(encoding="utf-8")
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
     assert len(images) == 3 and all(base64.b64decode(b).startswith(PNG_MAGIC) for b in images)
     links = re.findall(r'(?:src|href)\s*=\s*["\']?([^"\' >]+)', page, flags=re.I)
@@ -55,7 +62,7 @@ def test_report_is_one_offline_html_file_with_every_section(two_runs, tmp_path):
     assert "<link" not in page and "<script" not in page and "@import" not in page
     for section in ("overview", "fronts", "hypervolume", "predictors", "exported", "comparison"):
         assert f"id='{section}'" in page
-    for text in ("Uniform-width baselines", "noise-ceiling τ = 0.83", "Kendall τ = 0.71", "RMSE = 0.012",
+    for text in ("Uniform-width baselines", "noise-ceiling τ (val vs test ranking) = 0.83", "Kendall τ = 0.71", "RMSE = 0.012",
                  "lut+linear", "digits test ("):
         assert text in page, text
     # the deployment command of every exported subnet, with its ONNX path filled in
@@ -65,12 +72,13 @@ def test_report_is_one_offline_html_file_with_every_section(two_runs, tmp_path):
     assert "block 1" in page and "MACs" in page  # the generated comparison of the two runs
 
 
-def test_baselines_are_stored_or_predicted_with_the_runs_predictors(two_runs):
+def test_baselines_are_stored_or_predicted_with_the_runs_predictors(two_runs, report):
     host, orin, sn = two_runs
     stored = load_view(orin)
     assert stored.baselines_note == "stored in run.json" and list(stored.baselines["width"]) == [0.25, 0.5, 0.75, 1.0]
-    predicted = load_view(host)  # run.json has no baselines: predicted from the cached accuracy data
-    assert predicted.baselines_note.startswith("predicted")
+    page = report.read_text(encoding="utf-8")
+    assert "(predicted now with the run&#x27;s predictors)" in page and "(stored in run.json)" in page
+    predicted = predict_baselines(host, json.loads((host / "run.json").read_text()))  # what the report showed
     model, meta = load_supernet(sn)
     acc, _ = load_or_collect_accuracy(sn, model, meta, None, bn="recal", seed=0)
     subs = [model.space.uniform(i) for i in range(4)]
@@ -91,19 +99,19 @@ def test_exported_subnets_of_another_device_get_host_predictions(two_runs):
 
 
 def test_single_run_report_has_no_comparison(two_runs, tmp_path):
-    host, _orin, _sn = two_runs
-    page = write_report([host], tmp_path / "one.html").read_text()
+    _host, orin, _sn = two_runs
+    page = write_report([orin], tmp_path / "one.html").read_text()
     assert "id='fronts'" in page and "id='comparison'" not in page
 
 
 def test_report_errors(two_runs, tmp_path):
-    host, _orin, _sn = two_runs
+    _host, orin, _sn = two_runs
     with pytest.raises(RunFolderError, match="no run.json"):
-        write_report([host, tmp_path], tmp_path / "r.html")
+        write_report([orin, tmp_path], tmp_path / "r.html")
     assert not (tmp_path / "r.html").exists()
     with pytest.raises(OutputError, match="is a folder"):
-        write_report([host], tmp_path)
+        write_report([orin], tmp_path)
     res = CliRunner().invoke(app, ["report", str(tmp_path), "--out", str(tmp_path / "x.html")])
     assert res.exit_code == 2 and res.output.startswith("error: ") and "Traceback" not in res.output
-    res = CliRunner().invoke(app, ["report", str(host), "--out", str(tmp_path / "cli.html")])
+    res = CliRunner().invoke(app, ["report", str(orin), "--out", str(tmp_path / "cli.html")])
     assert res.exit_code == 0 and (tmp_path / "cli.html").is_file()

@@ -1,0 +1,291 @@
+"""`dynnas search` (choose subnets for a device) and `dynnas devices` (list device profiles)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from nas.app import DeviceTypeOpt, SeedOpt, app
+from nas.errors import guarded
+
+SEARCH_EPILOG = (
+    "Examples:\n\n"
+    "    dynnas search --device jetson-orin\n\n"
+    "    dynnas search --device host --algorithm nsga2 --budget 500 --latency-budget 1.5 --out runs/host-nsga2\n\n"
+    "    dynnas search --device my-board.yaml --supernet runs/tiny --top 3 --seed 1\n\n"
+    "    dynnas search --device jetson-orin --out runs/demo --resume"
+)
+
+
+class _Bars:
+    """One rich progress bar per phase (predictors, each algorithm, export)."""
+
+    def __init__(self) -> None:
+        from nas.progress import make_progress
+
+        self.bar = make_progress()
+        self.tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> _Bars:
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.stop()
+
+    def update(self, key: str, done: int, total: int, info: str = "") -> None:
+        if key not in self.tasks:
+            self.tasks[key] = self.bar.add_task(key, total=max(total, 1), info=info)
+        self.bar.update(self.tasks[key], completed=done, total=max(total, 1), info=info)
+
+    def phase(self, prefix: str):
+        """A ``(description, done, total)`` callback, as the predictors call it."""
+        return lambda desc, done, total: self.update(f"{prefix}: {desc}", done, total)
+
+    def search(self, algorithm: str, n_evals: int, budget: int, hv: float) -> None:
+        self.update(f"search {algorithm}", n_evals, budget, f"HV {hv:.4f}")
+
+    def export(self, i: int, total: int, arch: str) -> None:
+        self.update("export", i, total, arch)
+
+
+def _profile_sha(profile: Any) -> str:
+    return hashlib.sha256(profile.model_dump_json().encode()).hexdigest()[:16]
+
+
+def _accuracy_predictor(path: Path, model: Any, meta: dict[str, Any], dataset: str | None, *, n_samples: int,
+                        bn: str, seed: int, progress: Any) -> tuple[Any, Any, str | None]:
+    """Fit the accuracy predictor from the cache beside the supernet, measuring on data only if needed."""
+    from predictors import load_or_collect_accuracy
+    from supernet.errors import DatasetError
+    from supernet.pretrained import load_default_data
+
+    if dataset is None:
+        try:
+            acc, data = load_or_collect_accuracy(path, model, meta, None, n_samples=n_samples, bn=bn, seed=seed,
+                                                 progress=progress)
+            return acc, data, None
+        except DatasetError:
+            pass  # no usable cache: measure on the supernet's own dataset (or its shipped sample)
+    images, note = load_default_data(meta, dataset, path)
+    acc, data = load_or_collect_accuracy(path, model, meta, images, n_samples=n_samples, bn=bn, seed=seed,
+                                         progress=progress)
+    return acc, data, note
+
+
+@app.command(epilog=SEARCH_EPILOG)
+@guarded
+def search(
+    device: Annotated[str, typer.Option(help="Target device: a profile name (see `dynnas devices`) or a profile YAML file.")],
+    supernet: Annotated[Path | None, typer.Option(help="Supernet file or run folder (default: the shipped one).")] = None,
+    algorithm: Annotated[str, typer.Option(help="nsga2, optuna, random, a comma list, or all.")] = "all",
+    budget: Annotated[int, typer.Option(help="Predictor evaluations per algorithm (duplicates count).")] = 300,
+    latency_budget: Annotated[float | None, typer.Option("--latency-budget", help="Only subnets predicted at most this many ms on the device are feasible.")] = None,
+    top: Annotated[int, typer.Option("--top", help="Subnets to export (ONNX + verification), spread along the combined front; 0 skips export.")] = 5,
+    bn: Annotated[str, typer.Option(help="BN statistics of evaluated/exported subnets: recal or switchable.")] = "recal",
+    out: Annotated[Path | None, typer.Option(help="Run folder (default `runs/<device>-<timestamp>`).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace the run already in --out.")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out (same settings): finished algorithms and the optuna study are reused.")] = False,
+    dataset: Annotated[str | None, typer.Option(help="Dataset to measure accuracy data on when none is cached beside the supernet (default: its own, else its shipped sample).")] = None,
+    accuracy_samples: Annotated[int, typer.Option(help="Subnets measured to fit the accuracy predictor when no cache exists.")] = 400,
+    seed: SeedOpt = 0,
+    device_type: DeviceTypeOpt = "cpu",
+) -> None:
+    """Search the supernet for the subnets that trade accuracy against latency best on one device.
+
+    Writes `DIR/run.json`, `evaluations.csv`, `history.csv`, `pareto.csv`, `subnets/<id>/model.onnx`
+    and `report.html` into a run folder (see `nas/runfolder.py` for the contract).
+    """
+    from nas.algorithms import resolve_algorithms
+    from nas.driver import run_search
+    from nas.problem import SearchProblem
+    from nas.runfolder import (
+        SearchSettings,
+        check_out,
+        default_out,
+        results_from_tables,
+        staging,
+        versions,
+        write_run_json,
+    )
+    from supernet.errors import ConfigError
+    from supernet.evaluate import BN_MODES
+
+    if budget < 1:
+        raise ConfigError(f"--budget must be >= 1 evaluation per algorithm, but got {budget}; e.g. --budget 300.")
+    if top < 0:
+        raise ConfigError(f"--top must be >= 0 (0 skips export), but got {top}.")
+    if bn not in BN_MODES:
+        raise ConfigError(f"--bn must be one of {', '.join(BN_MODES)}, but got '{bn}'.")
+    if accuracy_samples < 10:
+        raise ConfigError(f"--accuracy-samples must be >= 10, but got {accuracy_samples}.")
+    if latency_budget is not None and not latency_budget > 0:
+        raise ConfigError(f"--latency-budget must be a positive number of ms, but got {latency_budget}.")
+    algorithms = resolve_algorithms(algorithm)
+
+    from hw_profiles import load_profile
+
+    profile = load_profile(device)
+    out = Path(out) if out is not None else default_out(profile.name)
+    check_out(out, overwrite=overwrite, resume=resume)  # before any slow work
+
+    import torch
+
+    from supernet.checkpoint import sha256
+    from supernet.pretrained import DEFAULT_SUPERNET, resolve_supernet
+    from supernet.train import resolve_device
+
+    torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
+    model, meta, path = resolve_supernet(supernet, resolve_device(device_type))
+    file = path / "supernet.safetensors" if path.is_dir() else path
+    digest = sha256(file)
+
+    from rich.console import Console
+
+    from nas.progress import console
+    from predictors import latency_predictor
+
+    console.print(f"search {', '.join(algorithms)} on {profile.name} ({budget} evaluations each) over "
+                  f"{model.space.size} subnets of {file.name} → {out}")
+    with _Bars() as bars:
+        lat = latency_predictor(profile, model.config, seed=seed, progress=bars.phase("latency"))
+        acc, acc_data, data_note = _accuracy_predictor(file, model, meta, dataset, n_samples=accuracy_samples, bn=bn,
+                                                       seed=seed, progress=bars.phase("accuracy data"))
+        problem = SearchProblem(space=model.space, accuracy=acc, latency=lat, latency_budget_ms=latency_budget,
+                                macs=lambda s: int(sum(layer["macs"] for layer in model.layers(s))))
+        problem.check_feasible()
+        settings = SearchSettings(
+            device=profile.name, profile_sha=_profile_sha(profile), supernet=str(file.resolve()),
+            supernet_sha256=digest, algorithms=tuple(algorithms), budget=budget, latency_budget_ms=latency_budget,
+            top_k=top, bn=bn, seed=seed, device_type=device_type, accuracy_samples=accuracy_samples, out=str(out))
+        with staging(out, settings, overwrite=overwrite, resume=resume) as stage:
+            reused = {a: s for a, s in stage.done.items() if a in algorithms}
+            results = results_from_tables(stage.path, reused, seed)
+            if reused:
+                console.print(f"resuming ({stage.resumed_from}): reusing {', '.join(reused)}")
+            for name in algorithms:
+                if name in reused:
+                    continue
+                results.append(run_search(problem, name, budget, seed, stage.path, bars.search, resume=resume))
+                results.sort(key=lambda r: algorithms.index(r.algorithm))
+                stage.save_progress(results)
+            doc = _run_doc(settings, profile, device, file, meta, model, problem, lat, acc, acc_data, data_note,
+                           dataset, results, path == DEFAULT_SUPERNET, versions())
+            write_run_json(stage.path, doc)
+            exported: list[dict[str, Any]] = []
+            if top > 0:
+                from nas.export import export_subnets
+
+                exported = export_subnets(stage.path, top, supernet_path=file, seed=seed, progress=bars.export)
+                doc["exported"] = [e["subnet_id"] for e in exported]
+                write_run_json(stage.path, doc)
+
+            def report(final: Path) -> None:
+                from nas.report import write_report
+
+                write_report([final], final / "report.html")
+
+            stage.after_commit.append(report)
+
+    Console().print(_summary(results, exported, problem, out))
+    console.print(f"wrote {out}/ (run.json, evaluations.csv, history.csv, pareto.csv"
+                  f"{', subnets/' if exported else ''}, report.html)")
+
+
+def _run_doc(settings: Any, profile: Any, device_arg: str, file: Path, meta: dict[str, Any], model: Any,
+             problem: Any, lat: Any, acc: Any, acc_data: Any, data_note: str | None, dataset: str | None,
+             results: list[Any], is_default: bool, vers: dict[str, str]) -> dict[str, Any]:
+    """The run.json document (see :mod:`nas.runfolder` for the contract)."""
+    from nas.runfolder import combined_hypervolume, now_iso, result_summary
+
+    prof = profile.model_dump(mode="json")
+    if Path(device_arg).suffix in (".yaml", ".yml") or "/" in device_arg:
+        prof["path"] = str(Path(device_arg).resolve())
+    base = problem.baselines
+    space = problem.space
+    ref = problem.reference_latency_ms
+    return {
+        "status": "complete",
+        "created": now_iso(),
+        "command": settings.command(),
+        "settings": settings.to_dict(),
+        "device": settings.device, "seed": settings.seed, "bn": settings.bn, "budget": settings.budget,
+        "latency_budget_ms": settings.latency_budget_ms, "algorithms": list(settings.algorithms),
+        "dataset": dataset,
+        "versions": vers,
+        "profile": prof,
+        "supernet": {"path": str(file.resolve()), "sha256": settings.supernet_sha256, "family": meta.get("family"),
+                     "space": space.to_dict(), "config": meta.get("config"), "default": is_default,
+                     "dataset": (meta.get("dataset") or {}).get("spec")},
+        "predictors": {
+            "accuracy": {"quality": dict(acc.quality), **{k: v for k, v in acc.describe().items() if k != "quality"},
+                         "data": {"n_records": len(acc_data.records), "measured_on": data_note,
+                                  **{k: v for k, v in acc_data.meta.items() if isinstance(v, str | int | float | bool)}}},
+            "latency": lat.describe(),
+        },
+        "objectives": [{"name": o.name, "direction": o.direction, "unit": o.unit} for o in problem.objectives],
+        "constraints": ([{"name": "latency_ms", "budget_ms": problem.latency_budget_ms, "g": "latency_ms - budget_ms <= 0"}]
+                        if problem.latency_budget_ms is not None else []),
+        "hv_reference": problem.hv_reference(),
+        "hypervolume": {r.algorithm: r.hypervolume for r in results},
+        "hypervolume_combined": combined_hypervolume(results, ref),
+        "results": {r.algorithm: result_summary(r) for r in results},
+        "baselines": [{"width": space.width_choices[i], "arch": space.format(s), "subnet_id": space.subnet_id(s),
+                       "accuracy": float(base.accuracy[i]), "latency_ms": float(base.latency_ms[i]),
+                       "macs": int(base.macs[i]), "feasible": bool(base.feasible[i])}
+                      for i, s in enumerate(base.subnets)],
+    }
+
+
+def _summary(results: list[Any], exported: list[dict[str, Any]], problem: Any, out: Path) -> Any:
+    """The chosen subnets (exported ones, else the spread of the combined front) and each algorithm's HV."""
+    from rich.table import Table
+
+    from nas.runfolder import pareto_table
+
+    table = Table(title=f"chosen subnets for {problem.device} ({out})")
+    if exported:
+        for col in ("subnet", "arch", "pred. acc", "ONNX acc", f"{problem.device} ms", "host ms", "MMACs"):
+            table.add_column(col)
+        for e in exported:
+            table.add_row(e["subnet_id"], e["arch"], f"{e['predicted_accuracy']:.4f}", f"{e['onnx_accuracy']:.4f}",
+                          f"{e['predicted_latency_ms']:.4g}", f"{e['host_latency_ms']:.4g}", f"{e['macs'] / 1e6:.2f}")
+    else:
+        front = pareto_table(results)
+        front = front[front["spread_rank"].between(0, 4)].drop_duplicates("subnet_id").sort_values("latency_ms")
+        for col in ("subnet", "arch", "pred. acc", f"{problem.device} ms", "MMACs"):
+            table.add_column(col)
+        for r in front.itertuples(index=False):
+            table.add_row(r.subnet_id, r.arch, f"{r.accuracy:.4f}", f"{r.latency_ms:.4g}", f"{r.macs / 1e6:.2f}")
+    hv = ", ".join(f"{r.algorithm} {r.hypervolume:.4f}" + (" (stopped early)" if r.stopped_early else "")
+                   for r in results)
+    table.caption = f"hypervolume: {hv}"
+    return table
+
+
+@app.command(epilog="Examples:\n\n    dynnas devices\n\n    dynnas devices --profile my-board.yaml")
+@guarded
+def devices(
+    profile: Annotated[list[Path] | None, typer.Option(help="Also show (and validate) this profile YAML file.")] = None,
+) -> None:
+    """List the device profiles: compute, memory, power modes and calibration points."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from hw_profiles import list_profiles, load_profile
+
+    profiles = [load_profile(n) for n in list_profiles()] + [load_profile(Path(p)) for p in profile or []]
+    table = Table(title="device profiles")
+    for col in ("name", "display name", "runtime", "precision", "peak", "bandwidth", "memory", "power modes",
+                "calibration"):
+        table.add_column(col, no_wrap=col in ("name", "peak", "bandwidth", "memory"))
+    for p in profiles:
+        peak = p.peak_compute[p.default_precision]
+        modes = ", ".join(m.name + (" (default)" if m.name == p.default_power_mode else "") for m in p.power_modes)
+        calib = "measured here" if p.measured and not p.calibration else f"{len(p.calibration)} points"
+        table.add_row(p.name, p.display_name, p.runtime, p.default_precision, f"{peak.value:g} {peak.unit}",
+                      f"{p.memory_bandwidth.value:g} GB/s", f"{p.memory_size.value:g} GB", modes, calib)
+    Console().print(table)

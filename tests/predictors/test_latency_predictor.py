@@ -1,0 +1,148 @@
+"""Latency predictors: the fitted roofline of a published device and the measured host LUT."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hw_profiles import UnknownDeviceError, list_profiles, load_profile
+from predictors import (
+    CalibrationError,
+    LatencyPredictor,
+    PredictorCacheError,
+    latency_predictor,
+    reference_kernels,
+    subnet_kernels,
+)
+from predictors.host_latency import cache_path
+from predictors.roofline import BYTES_PER_ELEMENT, RooflinePredictor, network_seconds
+from supernet.cnn import PRESETS
+
+TINY = PRESETS["tiny"]
+# The jetson-orin points disagree with each other by up to 8.6 % (two ResNet-50 batch-1 runs on
+# different TensorRT versions), so a 3-parameter fit cannot do better than about ±4 %.
+FIT_TOLERANCE_PCT = 10.0
+
+
+def _published() -> list[str]:
+    return [name for name in list_profiles() if not load_profile(name).measured]
+
+
+@pytest.mark.parametrize("device", _published())
+def test_roofline_reproduces_calibration_points(device: str) -> None:
+    pred = latency_predictor(device, PRESETS["cifar-default"])
+    assert isinstance(pred, LatencyPredictor) and isinstance(pred, RooflinePredictor)
+    info = pred.describe()
+    profile = load_profile(device)
+    assert len(info["calibration"]) == len(profile.calibration)
+    for row, point in zip(info["calibration"], profile.calibration, strict=True):
+        assert row["measured_ms"] == pytest.approx(point.latency_ms.value)
+        assert abs(row["residual_pct"]) <= FIT_TOLERANCE_PCT, row
+        # the residual is the model's own prediction for that point, recomputed independently
+        ks = reference_kernels(point.model, point.resolution, BYTES_PER_ELEMENT[point.precision], batch=point.batch)
+        peak = profile.peak_ops_per_s(point.precision) * profile.compute_scale(point.power_mode)
+        again = 1e3 * network_seconds(ks, peak, profile.memory_bandwidth.value * 1e9, pred.params)
+        assert again == pytest.approx(row["predicted_ms"], rel=1e-9)
+    p = pred.params
+    assert 0 < p.eta_c <= 1 and 0 < p.eta_m <= 1
+    assert profile.kernel_overhead.value / 10 <= p.overhead_s * 1e6 <= profile.kernel_overhead.value * 10
+
+
+def test_roofline_smaller_subnet_is_faster_and_table_matches_kernels() -> None:
+    config = PRESETS["cifar-default"]
+    space = config.space()
+    pred = latency_predictor("jetson-orin", config)
+    small, large = pred.predict_ms([space.smallest(), space.largest()])
+    assert 0 < small < large
+    rng = np.random.default_rng(1)
+    subnets = [space.sample(rng) for _ in range(10)]
+    direct = [pred.kernels_ms(subnet_kernels(config, s, bytes_per_element=2)) for s in subnets]  # fp16
+    np.testing.assert_allclose(pred.predict_ms(subnets), direct, rtol=1e-9)
+
+
+def test_published_profile_without_calibration_is_refused() -> None:
+    bare = load_profile("jetson-orin").model_copy(update={"calibration": ()})
+    with pytest.raises(CalibrationError, match="no calibration points"):
+        latency_predictor(bare, TINY)
+
+
+def test_unknown_device_names_the_known_ones() -> None:
+    with pytest.raises(UnknownDeviceError, match="jetson-orin"):
+        latency_predictor("jetson-orn", TINY)
+
+
+@pytest.fixture(scope="module")
+def host_cache(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
+    """Measure the host predictor for ``tiny`` once (small calibration set to keep tests fast)."""
+    folder = tmp_path_factory.mktemp("latency-cache")
+    pred = latency_predictor("host", TINY, cache_dir=folder, n_calibration=8, rounds=2)
+    assert pred.describe()["source"] == "measured"
+    space = TINY.space()
+    subnets = [space.sample(np.random.default_rng(s)) for s in range(25)]
+    return folder, pred.predict_ms(subnets)
+
+
+def test_host_predictor_measures_then_reloads_identically(host_cache: tuple[Path, np.ndarray]) -> None:
+    folder, first = host_cache
+    assert np.all(np.isfinite(first)) and np.all(first > 0)
+    files = list(folder.iterdir())
+    assert [f.name for f in files] == [cache_path(folder, "host", TINY).name]
+    doc = json.loads(files[0].read_text())
+    assert doc["format"] == "dynnas-latency-lut" and doc["format_version"] == 1
+    assert doc["host"]["threads"] == 1 and doc["host"]["onnxruntime"]
+    assert len(doc["lut"]) == 4 * 4 + 2  # every block at every width, plus stem and tail
+    assert len(doc["calibration"]) == 8
+
+    again = latency_predictor("host", TINY, cache_dir=folder)
+    info = again.describe()
+    assert info["source"] == "cache" and info["method"] == "lut+linear"
+    space = TINY.space()
+    subnets = [space.sample(np.random.default_rng(s)) for s in range(25)]
+    np.testing.assert_array_equal(again.predict_ms(subnets), first)
+    assert info["params"]["slope"] >= 0 and info["quality"]["n_calibration"] == 8
+
+
+def test_host_cache_location_follows_dynnas_cache(host_cache: tuple[Path, np.ndarray], tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    folder, _ = host_cache
+    root = tmp_path / "cache-root"
+    target = cache_path(root / "latency", "host", TINY)
+    target.parent.mkdir(parents=True)
+    target.write_text(cache_path(folder, "host", TINY).read_text())
+    monkeypatch.setenv("DYNNAS_CACHE", str(root))
+    assert latency_predictor("host", TINY).describe()["cache"] == str(target)
+
+
+@pytest.mark.parametrize("damage", ["not json", "other format", "old version", "missing lut entry", "negative",
+                                    "other arch"])
+def test_damaged_host_cache_is_detected(host_cache: tuple[Path, np.ndarray], tmp_path: Path, damage: str) -> None:
+    folder, _ = host_cache
+    doc = json.loads(cache_path(folder, "host", TINY).read_text())
+    if damage == "other format":
+        doc["format"] = "something-else"
+    elif damage == "old version":
+        doc["format_version"] = 0
+    elif damage == "missing lut entry":
+        doc["lut"].pop(sorted(doc["lut"])[0])
+    elif damage == "negative":
+        doc["calibration"][0]["measured_ms"] = -1.0
+    elif damage == "other arch":
+        doc["arch_hash"] = "0" * 16
+    path = cache_path(tmp_path, "host", TINY)
+    path.write_text("{ truncated" if damage == "not json" else json.dumps(doc))
+    with pytest.raises(PredictorCacheError, match="delete it"):
+        latency_predictor("host", TINY, cache_dir=tmp_path)
+
+
+def test_cache_from_another_host_is_remeasured(host_cache: tuple[Path, np.ndarray], tmp_path: Path) -> None:
+    folder, _ = host_cache
+    doc = json.loads(cache_path(folder, "host", TINY).read_text())
+    doc["host"]["cpu_model"] = "some other CPU"
+    path = cache_path(tmp_path, "host", TINY)
+    path.write_text(json.dumps(doc))
+    pred = latency_predictor("host", TINY, cache_dir=tmp_path, n_calibration=4, rounds=1)
+    assert pred.describe()["source"] == "measured"
+    assert json.loads(path.read_text())["host"]["cpu_model"] != "some other CPU"

@@ -1,7 +1,7 @@
 """The shipped default supernet and its evaluation sample, plus how to find them.
 
 ``cifar10-cnn.safetensors`` is reproduced by the ``dynnas train`` command in the README
-(``make train-default``). ``cifar10-sample.npz`` holds a few hundred CIFAR-10 test images
+(``make train-default``). ``cifar10-cnn.sample.npz`` holds a few hundred CIFAR-10 test images
 (and training images for BN recalibration) so accuracy can be checked on a clone without the
 dataset.
 """
@@ -21,7 +21,6 @@ from supernet.errors import CheckpointError
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_SUPERNET = HERE / "cifar10-cnn.safetensors"
-DEFAULT_SAMPLE = HERE / "cifar10-sample.npz"
 
 
 def resolve_supernet(path: Path | None, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any], Path]:
@@ -36,9 +35,10 @@ def resolve_supernet(path: Path | None, device: torch.device | str = "cpu") -> t
 
 
 def sample_path(supernet_path: Path) -> Path:
-    """Evaluation sample shipped beside a supernet file (``<stem>`` → ``<dataset>-sample.npz``)."""
+    """Evaluation sample shipped beside a supernet file: ``<stem>.sample.npz``."""
     p = Path(supernet_path)
-    return (p if p.is_dir() else p.parent) / "eval-sample.npz" if p != DEFAULT_SUPERNET else DEFAULT_SAMPLE
+    p = p / "supernet.safetensors" if p.is_dir() else p
+    return p.with_name(p.stem + ".sample.npz")
 
 
 def load_sample(path: Path, spec: str) -> ImageData:

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from supernet.checkpoint import load_supernet
+from supernet.errors import CheckpointError, DatasetError
+from supernet.pretrained import DEFAULT_SUPERNET, load_default_data, resolve_supernet, sample_path, save_sample
+
+
+def test_sample_round_trip_and_fallback(tmp_path, tiny_supernet_path, digits):
+    import shutil
+
+    sn = tmp_path / "net.safetensors"
+    shutil.copy(tiny_supernet_path, sn)
+    _, meta = load_supernet(sn)
+    meta = {**meta, "dataset": {**meta["dataset"], "spec": "npz:/no/such/file.npz"}}
+    with pytest.raises(DatasetError, match="no evaluation sample"):
+        load_default_data(meta, None, sn)
+    save_sample(sample_path(sn), digits, n_test=50, n_calib=30)
+    assert sample_path(sn).name == "net.sample.npz"
+    data, note = load_default_data(meta, None, sn)
+    assert "sample" in note and len(data.y_test) == 50 and len(data.y_train) == 30
+    assert np.isin(data.y_test, digits.y_test).all()
+
+
+def test_shipped_default_loads_when_present():
+    if not DEFAULT_SUPERNET.exists():
+        with pytest.raises(CheckpointError, match="missing"):
+            resolve_supernet(None)
+        return
+    model, meta, path = resolve_supernet(None)
+    assert meta["dataset"]["spec"].startswith("cifar10") and model.config.resolution == 32
+    assert path.stat().st_size <= 10 * 2**20
+    assert sample_path(path).stat().st_size <= 2 * 2**20

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from nas.app import SeedOpt, app
+from nas.app import app
 from nas.errors import guarded
 
 
@@ -21,7 +21,8 @@ def export(
                                      "(the fastest and the most accurate always among them).")] = 5,
     supernet: Annotated[Path | None, typer.Option(help="Supernet file, if it moved since the search "
                                                   "(its sha256 must match the run's).")] = None,
-    seed: SeedOpt = 0,
+    seed: Annotated[int | None, typer.Option(help="Seed of BN recalibration and latency input (default: the "
+                                             "run's seed, reproducing the search's export).")] = None,
 ) -> None:
     """Export subnets of a search run as verified ONNX + safetensors under DIR/subnets/<subnet_id>/."""
     from rich.table import Table

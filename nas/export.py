@@ -11,6 +11,8 @@ the run's BN mode and writes, under ``run_dir/subnets/<subnet_id>/``:
   normalisation, input shape, class names, how to rebuild the PyTorch module);
 * ``verify.json``: ONNX-vs-PyTorch logit check, onnxruntime accuracy, host latency, predictions.
 
+and records the exported ids in ``run.json["exported"]`` (the latest export wins).
+
 A subnet folder appears only once all four files are written and verified (built in a temp folder,
 then renamed), so a failed verification leaves nothing half-written.
 """
@@ -28,39 +30,22 @@ import pandas as pd
 import torch
 from torch import nn
 
-from nas.pareto import select_spread
+from nas.runfolder import PARETO_FILE, NoRunError, load_run, read_table, write_run_json
 from nas.verify import check_self_contained, verify_onnx
 from predictors.onnx_io import INPUT_NAME, OPSET, OUTPUT_NAME, export_onnx
 from supernet.checkpoint import read_json, save_tensors, sha256, write_json
 from supernet.cnn import count_macs
-from supernet.errors import CheckpointError, CheckpointMismatchError, ConfigError, DynnasError
+from supernet.errors import CheckpointError, CheckpointMismatchError, ConfigError
 from supernet.evaluate import BN_MODES, subnet_model
 from supernet.pretrained import load_default_data, resolve_supernet
 from supernet.space import SearchSpace, SubnetConfig
 
 SUBNET_FORMAT = "dynnas-subnet"
 SUBNET_FORMAT_VERSION = 1
-PARETO_COLUMNS = ("subnet_id", "algorithm", "arch", "accuracy", "latency_ms", "macs", "combined")
 Progress = Callable[[int, int, str], None]  # (index, total, arch string) before each subnet
 
 
-class RunFolderError(DynnasError):
-    """A folder holds no search run, or its files are incomplete."""
-
-
-# ---- the run folder (switch to nas.runfolder.load_run when it lands) -------------------------
-def load_run_json(run_dir: Path) -> dict[str, Any]:
-    """``run_dir/run.json`` as a dict; a one-line error for a folder without a run."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "run.json").is_file():
-        raise RunFolderError(f"'{run_dir}' holds no search run (no run.json); pass a folder written by "
-                             "`dynnas search --out DIR`.")
-    run = read_json(run_dir / "run.json", "run file")
-    if not isinstance(run, dict):
-        raise RunFolderError(f"'{run_dir / 'run.json'}' is not a JSON object; the run folder is corrupt.")
-    return run
-
-
+# ---- the run folder ----------------------------------------------------------------------------
 def run_setting(run: dict[str, Any], key: str, default: Any = None) -> Any:
     """A run setting, at the top level of run.json or under its ``settings``."""
     if key in run:
@@ -68,38 +53,23 @@ def run_setting(run: dict[str, Any], key: str, default: Any = None) -> Any:
     return (run.get("settings") or {}).get(key, default)
 
 
-def read_csv(run_dir: Path, name: str, columns: tuple[str, ...]) -> pd.DataFrame:
-    """A CSV of the run folder, checked for ``columns``."""
-    path = Path(run_dir) / name
-    if not path.is_file():
-        raise RunFolderError(f"run folder '{run_dir}' has no {name}; the search did not finish: rerun it.")
-    try:
-        df = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise RunFolderError(f"'{path}' is not a readable CSV ({e.__class__.__name__}); rerun the search.") from None
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise RunFolderError(f"'{path}' lacks the columns {missing}; it was written by another dynnas version.")
-    return df
-
-
 def combined_front(run_dir: Path) -> pd.DataFrame:
     """The run's combined Pareto front (over all algorithms), one row per subnet, fastest first."""
-    df = read_csv(run_dir, "pareto.csv", PARETO_COLUMNS)
-    combined = df["combined"].astype(str).str.lower().isin(("true", "1", "yes"))
-    front = df[combined].drop_duplicates("subnet_id").sort_values(["latency_ms", "accuracy"], ascending=[True, False])
+    df = read_table(run_dir, PARETO_FILE)
+    front = df[df["combined"].astype(str).str.lower().isin(("true", "1"))].drop_duplicates("subnet_id")
     if front.empty:
-        raise RunFolderError(f"'{Path(run_dir) / 'pareto.csv'}' marks no subnet as on the combined front; "
-                             "rerun the search.")
-    return front.reset_index(drop=True)
+        raise NoRunError(f"'{Path(run_dir) / PARETO_FILE}' marks no subnet as on the combined front; "
+                         "rerun the search with --overwrite.")
+    return front.sort_values(["latency_ms", "accuracy"], ascending=[True, False], kind="stable").reset_index(drop=True)
 
 
 def choose_subnets(front: pd.DataFrame, top_k: int) -> pd.DataFrame:
-    """``top_k`` rows spread along latency (fastest and most accurate included), fastest first."""
+    """The ``top_k`` subnets spread along the front (``spread_rank < top_k``: the fastest and the most
+    accurate first, then the largest latency gaps), fastest first."""
     if top_k < 1:
         raise ConfigError(f"--top must be >= 1, but got {top_k}.")
-    idx = select_spread(front["latency_ms"].to_numpy(dtype=np.float64), top_k)
-    return front.iloc[idx].reset_index(drop=True)
+    rank = front["spread_rank"].astype(int)
+    return front[(rank >= 0) & (rank < top_k)].sort_values("latency_ms", kind="stable").reset_index(drop=True)
 
 
 # ---- one subnet ------------------------------------------------------------------------------
@@ -191,15 +161,18 @@ def _host_predictions(run: dict[str, Any], supernet: nn.Module, subs: list[Subne
                                                                   "quality": d.get("quality")}
 
 
-def export_subnets(run_dir: Path, top_k: int = 5, *, supernet_path: Path | None = None, seed: int = 0,
+def export_subnets(run_dir: Path, top_k: int = 5, *, supernet_path: Path | None = None, seed: int | None = None,
                    progress: Progress | None = None) -> list[dict[str, Any]]:
     """Export ``top_k`` subnets of the run in ``run_dir``; returns one summary dict per subnet, fastest first.
 
-    Raises :class:`nas.verify.ExportVerificationError` (and writes no folder for that subnet) when an
-    ONNX model does not reproduce its PyTorch original within 1e-4.
+    ``seed`` picks the BN-recalibration batches and the latency input (default: the run's seed, so a
+    re-export reproduces the search's export). Raises :class:`nas.verify.ExportVerificationError`
+    (and writes no folder for that subnet) when an ONNX model does not reproduce its PyTorch
+    original within 1e-4.
     """
     run_dir = Path(run_dir)
-    run = load_run_json(run_dir)
+    run = load_run(run_dir)
+    seed = int(run_setting(run, "seed", 0) or 0) if seed is None else int(seed)
     picks = choose_subnets(combined_front(run_dir), top_k)
     supernet, meta, path, digest = resolve_run_supernet(run_dir, run, supernet_path)
     bn = str(run_setting(run, "bn", "recal"))
@@ -225,6 +198,7 @@ def export_subnets(run_dir: Path, top_k: int = 5, *, supernet_path: Path | None 
         model = subnet_model(supernet, sub, data, bn, seed=seed)
         record = arch_record(supernet, meta, path, digest, sub, model, bn)
         tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{record['subnet_id']}."))
+        tmp.chmod(0o755)  # mkdtemp makes it private; the final folder should read like the run folder
         try:
             example = torch.zeros(record["input"]["shape"])
             export_onnx(model, example, tmp / "model.onnx")
@@ -254,22 +228,19 @@ def export_subnets(run_dir: Path, top_k: int = 5, *, supernet_path: Path | None 
                     "predicted_latency_ms": verify["predicted_latency_ms"],
                     "host_latency_ms": verify["host_latency_ms"]["median_ms"],
                     "max_abs_logit_diff": verify["max_abs_logit_diff"], "eval_set": eval_set})
-    write_json(root / "index.json", {"top_k": top_k, "seed": seed, "subnets": [o["subnet_id"] for o in out]})
+    run["exported"] = [o["subnet_id"] for o in out]
+    write_run_json(run_dir, {k: v for k, v in run.items() if k not in ("format", "format_version")})
     return out
 
 
-def exported_subnets(run_dir: Path) -> list[dict[str, Any]]:
-    """The subnets of the latest export of a run: ``{"arch": arch.json, "verify": verify.json, "folder"}``."""
-    root = Path(run_dir) / "subnets"
-    if not (root / "index.json").is_file():
-        return []
-    ids = read_json(root / "index.json", "export index")["subnets"]
+def exported_subnets(run_dir: Path, run: dict[str, Any]) -> list[dict[str, Any]]:
+    """The subnets of the run's latest export (``run["exported"]``): ``{"arch", "verify", "folder"}`` each."""
     out = []
-    for sid in ids:
-        folder = root / sid
+    for sid in run.get("exported") or []:
+        folder = Path(run_dir) / "subnets" / str(sid)
         try:
             out.append({"arch": read_json(folder / "arch.json", "arch file"),
                         "verify": read_json(folder / "verify.json", "verify file"), "folder": folder})
         except CheckpointError as e:
-            raise RunFolderError(f"{e} Re-export with `dynnas export {run_dir}`.") from None
+            raise NoRunError(f"{e} Re-export with `dynnas export {run_dir}`.") from None
     return out

@@ -22,16 +22,7 @@ import pandas as pd
 from scipy.stats import kendalltau
 
 from nas.errors import one_line
-from nas.export import (
-    PARETO_COLUMNS,
-    RunFolderError,
-    choose_subnets,
-    combined_front,
-    exported_subnets,
-    load_run_json,
-    read_csv,
-    run_setting,
-)
+from nas.export import choose_subnets, combined_front, exported_subnets, run_setting
 from nas.report_plots import (
     FrontPanel,
     fronts_figure,
@@ -39,12 +30,11 @@ from nas.report_plots import (
     predicted_vs_measured_figure,
     to_base64_png,
 )
+from nas.runfolder import EVALUATIONS_FILE, HISTORY_FILE, PARETO_FILE, load_run, read_table
 from supernet.checkpoint import atomic_write
 from supernet.errors import CheckpointError, ConfigError, DatasetError, OutputError
 from supernet.space import SearchSpace
 
-EVAL_COLUMNS = ("eval_index", "algorithm", "subnet_id", "arch", "accuracy", "latency_ms", "macs", "feasible")
-HISTORY_COLUMNS = ("algorithm", "n_evals", "hypervolume")
 BASELINE_COLUMNS = ["width", "arch", "accuracy", "latency_ms", "macs"]
 WIDTH_GAP = 0.15  # per-block mean width differences at least this large are named in the comparison
 
@@ -123,9 +113,9 @@ def predict_baselines(run_dir: Path, run: dict[str, Any]) -> pd.DataFrame:
 
 
 def load_view(run_dir: Path) -> RunView:
-    """Read one run folder for the report (raises :class:`RunFolderError` for a folder with no run)."""
+    """Read one run folder for the report (raises :class:`nas.runfolder.NoRunError` for a folder with no run)."""
     run_dir = Path(run_dir)
-    run = load_run_json(run_dir)
+    run = load_run(run_dir)
     device = str(run_setting(run, "device", "") or (run.get("profile") or {}).get("name", "?"))
     space = _space(run)
     baselines, note = _baselines(run, space), "stored in run.json"
@@ -136,11 +126,11 @@ def load_view(run_dir: Path) -> RunView:
             baselines, note = pd.DataFrame(columns=BASELINE_COLUMNS), f"not available: {one_line(e)}"
     return RunView(
         folder=run_dir, run=run, title=f"{device} — {run_dir.name}", device=device, space=space,
-        evaluations=read_csv(run_dir, "evaluations.csv", EVAL_COLUMNS),
-        history=read_csv(run_dir, "history.csv", HISTORY_COLUMNS),
-        pareto=read_csv(run_dir, "pareto.csv", PARETO_COLUMNS),
+        evaluations=read_table(run_dir, EVALUATIONS_FILE),
+        history=read_table(run_dir, HISTORY_FILE),
+        pareto=read_table(run_dir, PARETO_FILE),
         baselines=baselines, baselines_note=note,
-        exported=exported_subnets(run_dir),
+        exported=exported_subnets(run_dir, run),
     )
 
 
@@ -157,6 +147,8 @@ def deploy_command(run: dict[str, Any], onnx_path: Path) -> str:
 
 # ---- tables ----------------------------------------------------------------------------------
 def _fmt(v: Any, digits: int = 4) -> str:
+    if v is None:
+        return "—"
     if isinstance(v, float):
         return "—" if math.isnan(v) else f"{v:.{digits}g}"
     return str(v)
@@ -175,7 +167,9 @@ def overview_table(views: list[RunView]) -> pd.DataFrame:
             "evaluations": ", ".join(f"{a}: {n}" for a, n in counts.items()),
             "hypervolume": ", ".join(f"{a}: {float(x):.4f}" for a, x in sorted(hv.items())) if isinstance(hv, dict)
             else _fmt(hv),
+            "combined HV": _fmt(v.run.get("hypervolume_combined", float("nan"))),
             "front size": int(combined_front(v.folder).shape[0]),
+            "created": str(v.run.get("created", "")),
         })
     return pd.DataFrame(rows)
 
@@ -284,9 +278,9 @@ def compare_text(views: list[RunView]) -> list[str]:
     for v, c in zip(views, chosen, strict=True):
         best = c.loc[c["accuracy"].idxmax()]
         out.append(f"{v.title}: {len(c)} chosen subnets, {c['macs'].min() / 1e6:.3g}–{c['macs'].max() / 1e6:.3g} "
-                   f"MMACs, predicted {c['latency_ms'].min():.3g}–{c['latency_ms'].max():.3g} ms on {v.device}; "
+                   f"MMACs, predicted {c['latency_ms'].min():.4g}–{c['latency_ms'].max():.4g} ms on {v.device}; "
                    f"most accurate {best['arch']} (predicted {best['accuracy']:.3f}, {best['macs'] / 1e6:.3g} MMACs, "
-                   f"{best['latency_ms']:.3g} ms).")
+                   f"{best['latency_ms']:.4g} ms).")
     spaces = [v.space for v in views]
     same_space = all(s is not None and s == spaces[0] for s in spaces)
     base, base_c = views[0], chosen[0]
@@ -336,6 +330,9 @@ def render(views: list[RunView]) -> str:
     parts = [f"<h1>dynnas search report</h1><p class='note'>{len(views)} run(s): "
              f"{esc(', '.join(str(v.folder) for v in views))}</p>"]
     parts.append("<h2 id='overview'>Overview</h2>" + _table_html(overview_table(views)))
+    for v in views:
+        if v.run.get("command"):
+            parts.append(f"<p class='note'>{esc(v.title)} was made by <code>{esc(str(v.run['command']))}</code></p>")
     parts.append("<h2 id='fronts'>Accuracy–latency: candidates, Pareto fronts, baselines</h2>"
                  "<p class='note'>Small dots: every evaluated candidate; lines: each algorithm's Pareto front; "
                  "black diamonds: the uniform-width subnets (every block at width α); stars: exported subnets. "
@@ -347,6 +344,10 @@ def render(views: list[RunView]) -> str:
             parts.append(_table_html(v.baselines))
     parts.append("<h2 id='hypervolume'>Hypervolume against evaluations</h2>")
     parts.append(_img(hypervolume_figure([v.title for v in views], [v.history for v in views]), "hypervolume"))
+    for v in views:
+        ref = v.run.get("hv_reference")
+        if isinstance(ref, dict) and ref.get("transform"):
+            parts.append(f"<p class='note'>{esc(v.title)}: {esc(str(ref['transform']))}</p>")
     parts.append("<h2 id='predictors'>Predicted against measured</h2>")
     for v in views:
         figures = accuracy_quality(v.run)
@@ -391,4 +392,4 @@ def write_report(run_dirs: list[Path], out: Path) -> Path:
     return out
 
 
-__all__ = ["RunFolderError", "RunView", "compare_text", "load_view", "render", "write_report"]
+__all__ = ["RunView", "compare_text", "load_view", "predict_baselines", "render", "write_report"]

@@ -70,7 +70,7 @@ def fronts_figure(panels: list[FrontPanel]) -> Figure:
         ax.set_xlabel(f"predicted latency on {p.device} (ms)")
         ax.set_ylabel("predicted accuracy")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="best")
     return fig
 
 
@@ -106,11 +106,16 @@ def predicted_vs_measured_figure(points: pd.DataFrame) -> Figure:
         yerr = np.vstack([d["host_ms"] - d["host_p10_ms"], d["host_p90_ms"] - d["host_ms"]]).clip(min=0)
         ax_lat.errorbar(d["pred_host_ms"], d["host_ms"], yerr=yerr, fmt="o", color=c, capsize=3, label=run)
         ax_acc.scatter(d["pred_acc"], d["onnx_acc"], color=c, label=run)
-    for ax, (x, y) in ((ax_lat, ("pred_host_ms", "host_ms")), (ax_acc, ("pred_acc", "onnx_acc"))):
-        vals = np.concatenate([points[x].to_numpy(float), points[y].to_numpy(float)])
-        lo, hi = float(vals.min()), float(vals.max())
+    spans = ((ax_lat, ["pred_host_ms", "host_ms", "host_p10_ms", "host_p90_ms"]), (ax_acc, ["pred_acc", "onnx_acc"]))
+    for ax, cols in spans:  # the same range on both axes, so y = x is the diagonal
+        vals = points[cols].to_numpy(float).ravel()
+        lo, hi = float(np.nanmin(vals)), float(np.nanmax(vals))
         pad = 0.05 * (hi - lo or abs(hi) or 1.0)
-        ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], ls="--", color="grey", lw=1, label="y = x")
+        lim = (lo - pad, hi + pad)
+        ax.plot(lim, lim, ls="--", color="grey", lw=1, label="y = x")
+        ax.set_xlim(lim)
+        ax.set_ylim(lim)
+        ax.set_aspect("equal", adjustable="box")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     ax_lat.set_xlabel("predicted host latency (ms)")

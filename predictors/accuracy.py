@@ -327,8 +327,8 @@ def _usable(path: Path, sha: str, bn: str) -> AccuracyData | None:
 
 
 def load_or_collect_accuracy(supernet_path: Path | str, supernet: nn.Module, meta: dict[str, Any],
-                             data: ImageData | None, *, n_samples: int = 400, bn: str = "recal", seed: int = 0,
-                             progress: Progress | None = None) -> tuple[AccuracyPredictor, AccuracyData]:
+                             data: ImageData | None, *, n_samples: int = 400, n_ceiling: int = 100, bn: str = "recal",
+                             seed: int = 0, progress: Progress | None = None) -> tuple[AccuracyPredictor, AccuracyData]:
     """The fitted accuracy predictor of a supernet, from its cached accuracy data or measured now.
 
     The cache beside the supernet (:func:`accuracy_data_path`), else the one under
@@ -349,8 +349,8 @@ def load_or_collect_accuracy(supernet_path: Path | str, supernet: nn.Module, met
         if data is None:
             raise DatasetError(f"no accuracy data for supernet '{file}' (sha256 {sha[:12]}, bn={bn}) at '{beside}', "
                                "and no dataset to measure it on; pass --dataset, or restore the .accuracy.json file.")
-        acc = collect_accuracy_data(supernet, data, n_samples=n_samples, bn=bn, seed=seed, progress=progress,
-                                    supernet_sha256=sha)
+        acc = collect_accuracy_data(supernet, data, n_samples=n_samples, n_ceiling=n_ceiling, bn=bn, seed=seed,
+                                    progress=progress, supernet_sha256=sha)
         acc.meta["supernet_file"] = file.name
         acc.meta["dataset"]["supernet_dataset"] = (meta.get("dataset") or {}).get("spec")
         _write(acc, beside, fallback)

@@ -15,8 +15,10 @@ Conventions (one place, so every kernel list agrees):
 
 Example::
 
-    ks = subnet_kernels(PRESETS["tiny"], PRESETS["tiny"].space().largest())
-    sum(k.macs for k in ks) == count_macs(PRESETS["tiny"], ...)
+    config = PRESETS["tiny"]
+    ks = subnet_kernels(config, config.space().largest())
+    assert sum(k.macs for k in ks) == count_macs(config, config.space().largest())
+    reference_kernels("resnet50")           # 72 kernels, 4.09 GMAC at 224x224
 """
 
 from __future__ import annotations

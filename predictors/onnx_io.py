@@ -141,8 +141,8 @@ def measure_latencies(models: Mapping[str, tuple[Path | bytes, tuple[int, ...]]]
                       progress: Callable[[str, int, int], None] | None = None) -> tuple[dict[str, LatencyStats], float]:
     """Time many models in ``rounds`` interleaved passes; keep each model's least-disturbed round.
 
-    ``models`` maps a key to ``(model, input_shape)``. Every pass times every model with the
-    protocol of :func:`measure_latency`; the pass with the lowest median is kept. Interleaving
+    ``models`` maps a key to ``(model, input_shape)``. Every pass times every model, in a new seeded
+    order, with the protocol of :func:`measure_latency`; the pass with the lowest median is kept. Interleaving
     spreads a burst of load from other processes over all models instead of biasing one, and
     the minimum over passes estimates the latency of an otherwise idle machine. Returns the
     stats per key and the median ratio (slowest / fastest round median), a measure of the noise.
@@ -155,8 +155,12 @@ def measure_latencies(models: Mapping[str, tuple[Path | bytes, tuple[int, ...]]]
     best: dict[str, LatencyStats] = {}
     worst: dict[str, float] = {}
     total, done = rounds * len(sessions), 0
+    keys = list(sessions)
+    order_rng = np.random.default_rng(seed)
     for _ in range(rounds):
-        for key, (sess, feeds) in sessions.items():
+        for i in order_rng.permutation(len(keys)):  # a new order each pass: no model always in one phase
+            key = keys[i]
+            sess, feeds = sessions[key]
             stats = _time(sess, feeds, warmup, repeats, threads)
             if key not in best or stats.median_ms < best[key].median_ms:
                 best[key] = stats

@@ -19,15 +19,15 @@ BN_MODES = ("switchable", "recal")
 
 
 @torch.no_grad()
-def predictions(model: nn.Module, x: np.ndarray, batch_size: int = 500, subnet: SubnetConfig | None = None) -> np.ndarray:
-    """Arg-max class of every image, in eval mode and fp32."""
+def predictions(model: nn.Module, x: np.ndarray, batch_size: int = 256, subnet: SubnetConfig | None = None) -> np.ndarray:
+    """Arg-max class of every image, in eval mode and fp32 (channels-last: ~1.5x faster on CPU)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     out = []
     try:
         for xb, _ in batches(x, np.zeros(len(x), np.int64), batch_size):
-            xb = xb.to(device)
+            xb = xb.to(device, memory_format=torch.channels_last)
             logits = model(xb) if subnet is None else model(xb, subnet)
             out.append(logits.argmax(1).cpu().numpy())
     finally:
@@ -36,7 +36,7 @@ def predictions(model: nn.Module, x: np.ndarray, batch_size: int = 500, subnet: 
 
 
 def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray, subnet: SubnetConfig | None = None,
-             batch_size: int = 500) -> float:
+             batch_size: int = 256) -> float:
     return float((predictions(model, x, batch_size, subnet) == y).mean())
 
 

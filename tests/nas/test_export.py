@@ -14,8 +14,9 @@ from onnx import numpy_helper
 from typer.testing import CliRunner
 
 from nas.cli import app
-from nas.export import RunFolderError, combined_front, export_subnets
-from nas.pareto import non_dominated
+from nas.driver import EVAL_COLUMNS, HISTORY_COLUMNS, SearchResult
+from nas.export import combined_front, export_subnets
+from nas.runfolder import NoRunError, write_run_json, write_tables
 from nas.verify import ExportVerificationError, check_self_contained, verify_onnx
 from predictors.onnx_io import run_onnx
 from supernet.checkpoint import load_supernet, load_tensors, save_supernet, sha256
@@ -28,7 +29,7 @@ from supernet.static import StaticCNN
 
 def make_run(folder: Path, supernet_path: Path, *, device: str = "host", n: int = 40, seed: int = 0,
              deploy: str | None = None, baselines: bool = False) -> Path:
-    """A minimal run folder (run.json, evaluations/history/pareto CSVs) of random subnets.
+    """A complete run folder (nas.runfolder contract) of ``n`` random subnets split between two algorithms.
 
     "Predictions" are a made-up monotone function of MACs plus noise: export and report only read them.
     """
@@ -40,35 +41,28 @@ def make_run(folder: Path, supernet_path: Path, *, device: str = "host", n: int 
         macs = count_macs(model.config, sub)
         return macs, 0.5 + 0.4 * macs / 75_000 + rng.normal(0, 0.02), scale * (0.02 + macs / 1e6)
 
-    rows, hist = [], []
-    for i in range(n):
-        sub = space.sample(rng)
-        macs, acc, lat = predict(sub)
-        rows.append({"eval_index": i, "algorithm": ("nsga2", "random")[i % 2], "subnet_id": space.subnet_id(sub),
-                     "arch": space.format(sub), "accuracy": acc, "latency_ms": lat, "macs": macs, "feasible": True})
-        if i % 2:
-            for alg in ("nsga2", "random"):
-                hist.append({"algorithm": alg, "n_evals": i // 2 + 1, "hypervolume": 0.3 + 0.01 * i})
-    ev = pd.DataFrame(rows)
-    fronts = []
-    for _alg, g in ev.groupby("algorithm"):
-        g = g.drop_duplicates("subnet_id")
-        fronts.append(g.iloc[non_dominated(np.column_stack([-g["accuracy"], g["latency_ms"]]))])
-    par = pd.concat(fronts)[["subnet_id", "algorithm", "arch", "accuracy", "latency_ms", "macs"]]
-    u = par.drop_duplicates("subnet_id")
-    best = set(u.iloc[non_dominated(np.column_stack([-u["accuracy"], u["latency_ms"]]))]["subnet_id"])
-    par["combined"] = par["subnet_id"].isin(best)
+    results = []
+    for alg in ("nsga2", "random"):
+        rows, hist = [], []
+        for i in range(n // 2):
+            sub = space.sample(rng)
+            macs, acc, lat = predict(sub)
+            rows.append((i, alg, space.subnet_id(sub), space.format(sub), acc, lat, macs, True))
+            hist.append((alg, i + 1, 0.3 + 0.01 * i))
+        results.append(SearchResult(algorithm=alg, budget=n // 2, seed=seed, seconds=1.0,
+                                    evaluations=pd.DataFrame(rows, columns=list(EVAL_COLUMNS)),
+                                    history=pd.DataFrame(hist, columns=list(HISTORY_COLUMNS))))
     folder.mkdir(parents=True, exist_ok=True)
-    ev.to_csv(folder / "evaluations.csv", index=False)
-    pd.DataFrame(hist).to_csv(folder / "history.csv", index=False)
-    par.to_csv(folder / "pareto.csv", index=False)
+    write_tables(folder, results)
     run = {
-        "device": device, "seed": seed, "bn": "recal", "dataset": "digits",
+        "status": "complete", "device": device, "seed": seed, "bn": "recal", "dataset": None,
         "supernet": {"path": str(supernet_path), "sha256": sha256(supernet_path), "family": "cnn",
                      "space": space.to_dict()},
         "profile": {"name": device, "deploy": deploy or "python -m onnxruntime_check {onnx}"},
-        "predictors": {"accuracy": {"kendall_tau": 0.71, "rmse": 0.012, "noise_ceiling_tau": 0.83},
-                       "latency": {"kind": "synthetic", "device": device}},
+        "predictors": {"accuracy": {"quality": {"heldout_tau": 0.71, "heldout_rmse_points": 1.2,
+                                                "noise_ceiling_tau": 0.83}},
+                       "latency": {"method": "synthetic", "device": device}},
+        "hypervolume": {r.algorithm: r.hypervolume for r in results},
     }
     if baselines:
         run["baselines"] = []
@@ -76,7 +70,7 @@ def make_run(folder: Path, supernet_path: Path, *, device: str = "host", n: int 
             macs, acc, lat = predict(space.uniform(i))
             run["baselines"].append({"width": w, "arch": space.format(space.uniform(i)), "accuracy": acc,
                                      "latency_ms": lat, "macs": macs})
-    (folder / "run.json").write_text(json.dumps(run, indent=2))
+    write_run_json(folder, run)
     return folder
 
 
@@ -93,7 +87,8 @@ def test_export_writes_self_contained_verified_subnets(exported, tiny_supernet_p
     archs = [d["arch"] for d in done]
     assert front["arch"].iloc[0] in archs  # the fastest
     assert front.loc[front["accuracy"].idxmax(), "arch"] in archs  # the most accurate
-    assert json.loads((run / "subnets" / "index.json").read_text())["subnets"] == [d["subnet_id"] for d in done]
+    assert set(archs) == set(front[front["spread_rank"].between(0, 2)]["arch"])  # the run's spread order
+    assert json.loads((run / "run.json").read_text())["exported"] == [d["subnet_id"] for d in done]
     supernet, _ = load_supernet(tiny_supernet_path)
     for d in done:
         folder = Path(d["folder"])
@@ -174,7 +169,7 @@ def test_failed_verification_leaves_no_subnet_folder(tiny_supernet_path, tmp_pat
 
 def test_export_rejects_bad_requests(exported, tmp_path, tiny_supernet_path):
     run, _ = exported
-    with pytest.raises(RunFolderError, match="no run.json"):
+    with pytest.raises(NoRunError, match="no run.json"):
         export_subnets(tmp_path, 2)
     with pytest.raises(ConfigError, match="--top"):
         export_subnets(run, 0)
@@ -188,7 +183,7 @@ def test_export_rejects_bad_requests(exported, tmp_path, tiny_supernet_path):
 def test_cli_export_errors_are_one_line(exported, tmp_path):
     runner = CliRunner()
     res = runner.invoke(app, ["export", str(tmp_path)])
-    assert res.exit_code == 2 and "no search run" in res.output and "Traceback" not in res.output
+    assert res.exit_code == 2 and "holds no dynnas search run" in res.output and "Traceback" not in res.output
     res = runner.invoke(app, ["export", str(exported[0]), "--top", "0"])
     assert res.exit_code == 2 and res.output.strip().count("\n") == 0 and "--top must be >= 1" in res.output
 

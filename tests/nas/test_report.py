@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import json
 import re
 import shutil
 from pathlib import Path
@@ -12,10 +11,12 @@ import pytest
 from typer.testing import CliRunner
 
 from nas.cli import app
-from nas.export import RunFolderError, export_subnets
-from nas.report import load_view, predict_baselines, write_report
+from nas.export import export_subnets
+from nas.report import load_view, write_report
+from nas.runfolder import NoRunError
 from predictors import latency_predictor, load_or_collect_accuracy
 from supernet.checkpoint import load_supernet
+from supernet.cnn import count_macs
 from supernet.errors import OutputError
 from tests.nas.test_export import make_run  # the run-folder builder shared with the export tests
 
@@ -62,8 +63,8 @@ def test_report_is_one_offline_html_file_with_every_section(two_runs, report):
     assert "<link" not in page and "<script" not in page and "@import" not in page
     for section in ("overview", "fronts", "hypervolume", "predictors", "exported", "comparison"):
         assert f"id='{section}'" in page
-    for text in ("Uniform-width baselines", "noise-ceiling τ (val vs test ranking) = 0.83", "Kendall τ = 0.71", "RMSE = 0.012",
-                 "lut+linear", "digits test ("):
+    for text in ("Uniform-width baselines", "noise-ceiling τ (val vs test ranking) = 0.83",
+                 "held-out Kendall τ = 0.71", "held-out RMSE (accuracy points) = 1.2", "lut+linear", "digits test ("):
         assert text in page, text
     # the deployment command of every exported subnet, with its ONNX path filled in
     for sid in (p.name for p in (orin / "subnets").iterdir() if p.is_dir()):
@@ -77,14 +78,20 @@ def test_baselines_are_stored_or_predicted_with_the_runs_predictors(two_runs, re
     stored = load_view(orin)
     assert stored.baselines_note == "stored in run.json" and list(stored.baselines["width"]) == [0.25, 0.5, 0.75, 1.0]
     page = report.read_text(encoding="utf-8")
-    assert "(predicted now with the run&#x27;s predictors)" in page and "(stored in run.json)" in page
-    predicted = predict_baselines(host, json.loads((host / "run.json").read_text()))  # what the report showed
+    assert "(stored in run.json)" in page
+    # the host run stores none: the report predicted them with the run's predictors; check its table
+    start = page.index(f"Uniform-width baselines of host — {host.name} (predicted now with the run&#x27;s predictors)")
+    table = page[start: page.index("</table>", start)]
+    cells = re.findall(r"<td>(.*?)</td>", table)
+    rows = [cells[i: i + 5] for i in range(0, len(cells), 5)]  # width, arch, accuracy, latency_ms, macs
     model, meta = load_supernet(sn)
     acc, _ = load_or_collect_accuracy(sn, model, meta, None, bn="recal", seed=0)
     subs = [model.space.uniform(i) for i in range(4)]
-    assert predicted.baselines["accuracy"].tolist() == pytest.approx(acc.predict(subs).tolist())
+    assert [r[1] for r in rows] == [model.space.format(s) for s in subs]
+    assert [float(r[2]) for r in rows] == pytest.approx(acc.predict(subs).tolist(), rel=1e-3)
     lat = latency_predictor("host", model.config).predict_ms(subs)
-    assert predicted.baselines["latency_ms"].tolist() == pytest.approx(lat.tolist())
+    assert [float(r[3]) for r in rows] == pytest.approx(lat.tolist(), rel=1e-3)
+    assert [int(r[4]) for r in rows] == [count_macs(model.config, s) for s in subs]
 
 
 def test_exported_subnets_of_another_device_get_host_predictions(two_runs):
@@ -106,7 +113,7 @@ def test_single_run_report_has_no_comparison(two_runs, tmp_path):
 
 def test_report_errors(two_runs, tmp_path):
     _host, orin, _sn = two_runs
-    with pytest.raises(RunFolderError, match="no run.json"):
+    with pytest.raises(NoRunError, match="no run.json"):
         write_report([orin, tmp_path], tmp_path / "r.html")
     assert not (tmp_path / "r.html").exists()
     with pytest.raises(OutputError, match="is a folder"):

@@ -1,0 +1,91 @@
+"""How well does the accuracy predictor rank subnets?
+
+Loads the supernet (default: the shipped ``supernet/pretrained/cifar10-cnn.safetensors``) and
+its cached accuracy data (``<stem>.accuracy.json`` beside it; measured first when missing, on
+``--dataset`` or the supernet's own dataset), fits the predictor and reports the held-out
+Kendall τ (target >= 0.85) and RMSE next to the noise-ceiling τ (val vs test ranking of the
+same subnets, the best any predictor trained on val accuracy can expect).
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/accuracy_predictor.py
+    .venv/bin/python benchmarks/accuracy_predictor.py --supernet runs/tiny --dataset digits
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from predictors import load_or_collect_accuracy
+from supernet.checkpoint import write_json
+from supernet.errors import DatasetError, DynnasError
+from supernet.pretrained import load_default_data, resolve_supernet
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _progress(stage: str, done: int, total: int) -> None:
+    if done == total or done % max(1, total // 10) == 0:
+        print(f"  {stage}: {done}/{total}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--supernet", type=Path, default=None, help="supernet file or run folder (default: shipped)")
+    parser.add_argument("--dataset", default=None, help="dataset spec, only needed when the accuracy data is missing")
+    parser.add_argument("--n-samples", type=int, default=400, help="subnets to measure when collecting")
+    parser.add_argument("--bn", default="recal", choices=("recal", "switchable"), help="BN statistics mode")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the subnet sample and the predictor")
+    parser.add_argument("--out", type=Path, default=None, help="result JSON (default: benchmarks/results/...)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    try:
+        model, meta, path = resolve_supernet(args.supernet)
+        try:
+            predictor, acc = load_or_collect_accuracy(path, model, meta, None, n_samples=args.n_samples, bn=args.bn,
+                                                      seed=args.seed)
+        except DatasetError:
+            data, spec = load_default_data(meta, args.dataset, path)
+            print(f"collecting accuracy data on {spec} ...", file=sys.stderr)
+            predictor, acc = load_or_collect_accuracy(path, model, meta, data, n_samples=args.n_samples, bn=args.bn,
+                                                      seed=args.seed, progress=_progress)
+    except DynnasError as e:
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    q = predictor.quality
+    result = {
+        "supernet": str(path),
+        "supernet_sha256": acc.meta["supernet_sha256"],
+        "dataset": acc.meta["dataset"],
+        "bn": acc.meta["bn"],
+        "n_records": len(acc.records),
+        "heldout_tau": q["heldout_tau"],
+        "heldout_rmse_points": q["heldout_rmse_points"],
+        "noise_ceiling_tau": q["noise_ceiling_tau"],
+        "n_ceiling": q["n_ceiling"],
+        "model": q["model"],
+        "cv_tau": q["cv_tau"],
+        "n_train": q["n_train"],
+        "n_test": q["n_test"],
+        "val_acc_range": q["val_acc_range"],
+        "target": "heldout_tau >= 0.85",
+        "seed": args.seed,
+        "seconds": time.perf_counter() - t0,
+    }
+    out = args.out or RESULTS / f"accuracy_predictor_{Path(path).stem}.json"
+    write_json(out, result)
+    print(json.dumps(result, indent=2))
+    print(f"saved {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,59 @@
+"""`dynnas calibrate`: measure a supernet's accuracy-predictor data and its evaluation sample."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from nas.app import SeedOpt, app
+from nas.errors import guarded
+
+
+@app.command(epilog="Examples:\n\n    dynnas calibrate --supernet runs/tiny\n\n"
+             "    dynnas calibrate --supernet supernet/pretrained/cifar10-cnn.safetensors "
+             "--dataset cifar10:../shared/datasets/cifar10 --samples 400")
+@guarded
+def calibrate(
+    supernet: Annotated[Path, typer.Option(help="Supernet file or run folder.")],
+    dataset: Annotated[str | None, typer.Option(help="Dataset spec (default: the supernet's own).")] = None,
+    samples: Annotated[int, typer.Option(help="Random subnets to evaluate on the validation split.")] = 400,
+    ceiling: Annotated[int, typer.Option(help="Of those, how many also on the test split (noise ceiling).")] = 100,
+    bn: Annotated[str, typer.Option(help="BN statistics: recal or switchable.")] = "recal",
+    sample_test: Annotated[int, typer.Option(help="Test images in the shipped evaluation sample.")] = 400,
+    sample_calib: Annotated[int, typer.Option(help="Training images in the sample, for BN recalibration.")] = 256,
+    seed: SeedOpt = 0,
+) -> None:
+    """Write `<stem>.accuracy.json` (predictor data) and `<stem>.sample.npz` beside a supernet.
+
+    Searches then need no dataset: the accuracy predictor is fitted on the cached data, and
+    exports are checked on the sample when the dataset is absent.
+    """
+    from nas.progress import console, make_progress
+    from predictors import load_or_collect_accuracy
+    from supernet.data import load_dataset
+    from supernet.errors import ConfigError
+    from supernet.evaluate import BN_MODES
+    from supernet.pretrained import resolve_supernet, sample_path, save_sample
+
+    if bn not in BN_MODES:
+        raise ConfigError(f"--bn must be one of {', '.join(BN_MODES)}, but got '{bn}'.")
+    if samples <= 0:
+        raise ConfigError(f"--samples must be > 0, but got {samples}.")
+    model, meta, path = resolve_supernet(supernet)
+    file = path / "supernet.safetensors" if path.is_dir() else path
+    data = load_dataset(dataset or meta["dataset"]["spec"], resolution=int(meta["config"]["resolution"]))
+    with make_progress() as bar:
+        task = bar.add_task("evaluating subnets", total=None, info="")
+
+        def progress(what: str, done: int, total: int) -> None:
+            bar.update(task, description=what, completed=done, total=total)
+
+        predictor, acc = load_or_collect_accuracy(file, model, meta, data, n_samples=samples, n_ceiling=ceiling, bn=bn, seed=seed,
+                                                  progress=progress)
+    save_sample(sample_path(file), data, n_test=sample_test, n_calib=sample_calib, seed=seed)
+    q = predictor.quality
+    console.print(f"accuracy data: {len(acc.records)} subnets; held-out Kendall tau {q['heldout_tau']:.3f}, "
+                  f"RMSE {q['heldout_rmse_points']:.2f} pts, noise ceiling tau {q['noise_ceiling_tau']:.3f}")
+    console.print(f"wrote {sample_path(file)} ({sample_path(file).stat().st_size / 1e6:.2f} MB)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -41,7 +42,7 @@ class _Bars:
             self.tasks[key] = self.bar.add_task(key, total=max(total, 1), info=info)
         self.bar.update(self.tasks[key], completed=done, total=max(total, 1), info=info)
 
-    def phase(self, prefix: str):
+    def phase(self, prefix: str) -> Callable[[str, int, int], None]:
         """A ``(description, done, total)`` callback, as the predictors call it."""
         return lambda desc, done, total: self.update(f"{prefix}: {desc}", done, total)
 
@@ -54,26 +55,6 @@ class _Bars:
 
 def _profile_sha(profile: Any) -> str:
     return hashlib.sha256(profile.model_dump_json().encode()).hexdigest()[:16]
-
-
-def _accuracy_predictor(path: Path, model: Any, meta: dict[str, Any], dataset: str | None, *, n_samples: int,
-                        bn: str, seed: int, progress: Any) -> tuple[Any, Any, str | None]:
-    """Fit the accuracy predictor from the cache beside the supernet, measuring on data only if needed."""
-    from predictors import load_or_collect_accuracy
-    from supernet.errors import DatasetError
-    from supernet.pretrained import load_default_data
-
-    if dataset is None:
-        try:
-            acc, data = load_or_collect_accuracy(path, model, meta, None, n_samples=n_samples, bn=bn, seed=seed,
-                                                 progress=progress)
-            return acc, data, None
-        except DatasetError:
-            pass  # no usable cache: measure on the supernet's own dataset (or its shipped sample)
-    images, note = load_default_data(meta, dataset, path)
-    acc, data = load_or_collect_accuracy(path, model, meta, images, n_samples=n_samples, bn=bn, seed=seed,
-                                         progress=progress)
-    return acc, data, note
 
 
 @app.command(epilog=SEARCH_EPILOG)
@@ -101,7 +82,7 @@ def search(
     """
     from nas.algorithms import resolve_algorithms
     from nas.driver import run_search
-    from nas.problem import SearchProblem
+    from nas.problem import setup_problem
     from nas.runfolder import (
         SearchSettings,
         check_out,
@@ -132,35 +113,30 @@ def search(
     out = Path(out) if out is not None else default_out(profile.name)
     check_out(out, overwrite=overwrite, resume=resume)  # before any slow work
 
-    import torch
-
     from supernet.checkpoint import sha256
     from supernet.pretrained import DEFAULT_SUPERNET, resolve_supernet
     from supernet.train import resolve_device
 
-    torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
     model, meta, path = resolve_supernet(supernet, resolve_device(device_type))
     file = path / "supernet.safetensors" if path.is_dir() else path
-    digest = sha256(file)
+    settings = SearchSettings(
+        device=profile.name, profile_sha=_profile_sha(profile), supernet=str(file.resolve()),
+        supernet_sha256=sha256(file), algorithms=tuple(algorithms), budget=budget, latency_budget_ms=latency_budget,
+        top_k=top, bn=bn, seed=seed, device_type=device_type, accuracy_samples=accuracy_samples, out=str(out),
+        dataset=dataset)
+    check_out(out, overwrite=overwrite, resume=resume, settings=settings)  # a resume with other settings fails now
 
     from rich.console import Console
 
     from nas.progress import console
-    from predictors import latency_predictor
 
     console.print(f"search {', '.join(algorithms)} on {profile.name} ({budget} evaluations each) over "
                   f"{model.space.size} subnets of {file.name} → {out}")
     with _Bars() as bars:
-        lat = latency_predictor(profile, model.config, seed=seed, progress=bars.phase("latency"))
-        acc, acc_data, data_note = _accuracy_predictor(file, model, meta, dataset, n_samples=accuracy_samples, bn=bn,
-                                                       seed=seed, progress=bars.phase("accuracy data"))
-        problem = SearchProblem(space=model.space, accuracy=acc, latency=lat, latency_budget_ms=latency_budget,
-                                macs=lambda s: int(sum(layer["macs"] for layer in model.layers(s))))
+        setup = setup_problem(file, model, meta, profile, bn=bn, seed=seed, latency_budget_ms=latency_budget,
+                              accuracy_samples=accuracy_samples, dataset=dataset, progress=bars.phase)
+        problem = setup.problem
         problem.check_feasible()
-        settings = SearchSettings(
-            device=profile.name, profile_sha=_profile_sha(profile), supernet=str(file.resolve()),
-            supernet_sha256=digest, algorithms=tuple(algorithms), budget=budget, latency_budget_ms=latency_budget,
-            top_k=top, bn=bn, seed=seed, device_type=device_type, accuracy_samples=accuracy_samples, out=str(out))
         with staging(out, settings, overwrite=overwrite, resume=resume) as stage:
             reused = {a: s for a, s in stage.done.items() if a in algorithms}
             results = results_from_tables(stage.path, reused, seed)
@@ -172,16 +148,16 @@ def search(
                 results.append(run_search(problem, name, budget, seed, stage.path, bars.search, resume=resume))
                 results.sort(key=lambda r: algorithms.index(r.algorithm))
                 stage.save_progress(results)
-            doc = _run_doc(settings, profile, device, file, meta, model, problem, lat, acc, acc_data, data_note,
-                           dataset, results, path == DEFAULT_SUPERNET, versions())
+            doc = _run_doc(settings, profile, device, file, meta, setup, dataset, results, path == DEFAULT_SUPERNET,
+                           versions())
             write_run_json(stage.path, doc)
             exported: list[dict[str, Any]] = []
             if top > 0:
                 from nas.export import export_subnets
 
+                # writes subnets/<id>/ and records run.json["exported"]
                 exported = export_subnets(stage.path, top, supernet_path=file, seed=seed, progress=bars.export)
-                doc["exported"] = [e["subnet_id"] for e in exported]
-                write_run_json(stage.path, doc)
+                bars.update("export", len(exported), len(exported))
 
             def report(final: Path) -> None:
                 from nas.report import write_report
@@ -195,18 +171,19 @@ def search(
                   f"{', subnets/' if exported else ''}, report.html)")
 
 
-def _run_doc(settings: Any, profile: Any, device_arg: str, file: Path, meta: dict[str, Any], model: Any,
-             problem: Any, lat: Any, acc: Any, acc_data: Any, data_note: str | None, dataset: str | None,
-             results: list[Any], is_default: bool, vers: dict[str, str]) -> dict[str, Any]:
+def _run_doc(settings: Any, profile: Any, device_arg: str, file: Path, meta: dict[str, Any], setup: Any,
+             dataset: str | None, results: list[Any], is_default: bool, vers: dict[str, str]) -> dict[str, Any]:
     """The run.json document (see :mod:`nas.runfolder` for the contract)."""
+    from nas.pareto import hypervolume
     from nas.runfolder import combined_hypervolume, now_iso, result_summary
 
+    problem, acc_data = setup.problem, setup.accuracy_data
+    acc, lat = problem.accuracy, problem.latency
     prof = profile.model_dump(mode="json")
     if Path(device_arg).suffix in (".yaml", ".yml") or "/" in device_arg:
         prof["path"] = str(Path(device_arg).resolve())
     base = problem.baselines
     space = problem.space
-    ref = problem.reference_latency_ms
     return {
         "status": "complete",
         "created": now_iso(),
@@ -222,7 +199,7 @@ def _run_doc(settings: Any, profile: Any, device_arg: str, file: Path, meta: dic
                      "dataset": (meta.get("dataset") or {}).get("spec")},
         "predictors": {
             "accuracy": {"quality": dict(acc.quality), **{k: v for k, v in acc.describe().items() if k != "quality"},
-                         "data": {"n_records": len(acc_data.records), "measured_on": data_note,
+                         "data": {"n_records": len(acc_data.records), "measured_on": setup.data_note,
                                   **{k: v for k, v in acc_data.meta.items() if isinstance(v, str | int | float | bool)}}},
             "latency": lat.describe(),
         },
@@ -231,7 +208,8 @@ def _run_doc(settings: Any, profile: Any, device_arg: str, file: Path, meta: dic
                         if problem.latency_budget_ms is not None else []),
         "hv_reference": problem.hv_reference(),
         "hypervolume": {r.algorithm: r.hypervolume for r in results},
-        "hypervolume_combined": combined_hypervolume(results, ref),
+        "hypervolume_combined": combined_hypervolume(results, problem.hv_box),
+        "hypervolume_baselines": hypervolume(base.F[base.feasible], problem.hv_box),
         "results": {r.algorithm: result_summary(r) for r in results},
         "baselines": [{"width": space.width_choices[i], "arch": space.format(s), "subnet_id": space.subnet_id(s),
                        "accuracy": float(base.accuracy[i]), "latency_ms": float(base.latency_ms[i]),
@@ -252,14 +230,14 @@ def _summary(results: list[Any], exported: list[dict[str, Any]], problem: Any, o
             table.add_column(col)
         for e in exported:
             table.add_row(e["subnet_id"], e["arch"], f"{e['predicted_accuracy']:.4f}", f"{e['onnx_accuracy']:.4f}",
-                          f"{e['predicted_latency_ms']:.4g}", f"{e['host_latency_ms']:.4g}", f"{e['macs'] / 1e6:.2f}")
+                          f"{e['predicted_latency_ms']:.5g}", f"{e['host_latency_ms']:.4g}", f"{e['macs'] / 1e6:.2f}")
     else:
         front = pareto_table(results)
         front = front[front["spread_rank"].between(0, 4)].drop_duplicates("subnet_id").sort_values("latency_ms")
         for col in ("subnet", "arch", "pred. acc", f"{problem.device} ms", "MMACs"):
             table.add_column(col)
         for r in front.itertuples(index=False):
-            table.add_row(r.subnet_id, r.arch, f"{r.accuracy:.4f}", f"{r.latency_ms:.4g}", f"{r.macs / 1e6:.2f}")
+            table.add_row(r.subnet_id, r.arch, f"{r.accuracy:.4f}", f"{r.latency_ms:.5g}", f"{r.macs / 1e6:.2f}")
     hv = ", ".join(f"{r.algorithm} {r.hypervolume:.4f}" + (" (stopped early)" if r.stopped_early else "")
                    for r in results)
     table.caption = f"hypervolume: {hv}"

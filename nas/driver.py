@@ -99,9 +99,10 @@ def run_search(problem: SearchProblem, algorithm_name: str, budget: int, seed: i
     if budget < 1:
         raise ConfigError(f"the evaluation budget must be >= 1, but got {budget}; pass e.g. --budget 300.")
     start = time.perf_counter()
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
     ctx = AlgorithmContext(problem=problem, seed=int(seed), budget=int(budget), workdir=Path(run_dir), resume=resume)
     algo = make_algorithm(algorithm_name, ctx)
-    ref = problem.reference_latency_ms
+    box = problem.hv_box
     cache = _Cache(problem)
     records: list[tuple[Any, ...]] = []
     history: list[tuple[str, int, float]] = []
@@ -116,7 +117,7 @@ def run_search(problem: SearchProblem, algorithm_name: str, budget: int, seed: i
         feas_F = F[[r[3] for r in rows]]
         merged = np.vstack([front, feas_F])
         front = merged[non_dominated(merged)]
-        history.append((algorithm_name, len(records), hypervolume(front, ref)))
+        history.append((algorithm_name, len(records), hypervolume(front, box)))
         if progress is not None:
             progress(algorithm_name, len(records), budget, history[-1][2])
 

@@ -1,16 +1,75 @@
 """Pareto sets, spread selection and hypervolume, on minimised objectives ``F = (-accuracy, latency_ms)``.
 
-Hypervolume decision: it is computed on *normalised* objectives ``(1 - accuracy,
-latency_ms / ref_latency_ms)`` with reference point ``(1, 1)``, so a value is the dominated share of
-the box ``accuracy in [0, 1] x latency in [0, ref_latency_ms]`` — unitless, in [0, 1], and
-comparable between algorithms of one run (they share ``ref_latency_ms``, stored in run.json).
+Hypervolume decision: it is computed on objectives *normalised by a box* (:class:`HVBox`) whose
+ideal corner is (best accuracy, lowest latency) and nadir corner (worst accuracy, highest
+latency) of the supernet's uniform-width subnets (the "just scale the width" baseline); with a
+latency budget the latency nadir is the budget. Each axis maps to [0, 1] between the corners and
+the reference point is (1.1, 1.1), so the extreme subnets still add volume. An HV is therefore
+unitless, roughly the dominated share of the baseline box (a front beyond the ideal corner can
+exceed 1), and comparable between algorithms of one run: they share the box, stored in run.json.
+Normalising to the baseline box rather than [0, 1] x [0, max latency] keeps HV informative when
+all subnets' latencies sit within a few percent of each other (overhead-bound devices).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 from pymoo.indicators.hv import HV
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
+
+MARGIN = 0.1  # reference point = nadir + 10 % of the box, in normalised units (1.1, 1.1)
+
+
+@dataclass(frozen=True, slots=True)
+class HVBox:
+    """The box objectives are normalised by: ideal and nadir accuracy (fraction) and latency (ms)."""
+
+    acc_ideal: float
+    acc_nadir: float
+    lat_ideal: float
+    lat_nadir: float
+
+    @classmethod
+    def from_points(cls, accuracy: np.ndarray, latency_ms: np.ndarray, latency_budget_ms: float | None = None) -> HVBox:
+        """The box spanned by some points (the uniform baselines); the budget caps the latency nadir."""
+        acc, lat = np.asarray(accuracy, float), np.asarray(latency_ms, float)
+        lat_nadir = float(latency_budget_ms) if latency_budget_ms is not None else float(lat.max())
+        return cls(float(acc.max()), float(acc.min()), float(lat.min()), lat_nadir)
+
+    def _spans(self) -> tuple[float, float]:
+        tiny = 1e-9  # a degenerate axis (all equal) must not divide by zero
+        return (max(self.acc_ideal - self.acc_nadir, tiny * max(1.0, abs(self.acc_ideal))),
+                max(self.lat_nadir - self.lat_ideal, tiny * max(1.0, abs(self.lat_nadir))))
+
+    def normalise(self, F: np.ndarray) -> np.ndarray:  # noqa: N803 - pymoo's name
+        """``(-acc, lat)`` → ``((acc_ideal - acc) / acc_span, (lat - lat_ideal) / lat_span)``."""
+        F = np.asarray(F, dtype=np.float64).reshape(-1, 2)
+        sa, sl = self._spans()
+        return np.column_stack([(self.acc_ideal + F[:, 0]) / sa, (F[:, 1] - self.lat_ideal) / sl])
+
+    @property
+    def reference(self) -> tuple[float, float]:
+        """The reference point in raw units: (accuracy, latency_ms)."""
+        sa, sl = self._spans()
+        return self.acc_ideal - (1 + MARGIN) * sa, self.lat_ideal + (1 + MARGIN) * sl
+
+    def to_dict(self) -> dict[str, Any]:
+        acc, lat = self.reference
+        return {"accuracy": acc, "latency_ms": lat,
+                "ideal": {"accuracy": self.acc_ideal, "latency_ms": self.lat_ideal},
+                "nadir": {"accuracy": self.acc_nadir, "latency_ms": self.lat_nadir},
+                "normalised_reference": [1 + MARGIN, 1 + MARGIN],
+                "transform": "f = ((ideal.accuracy - accuracy) / (ideal.accuracy - nadir.accuracy), "
+                             "(latency_ms - ideal.latency_ms) / (nadir.latency_ms - ideal.latency_ms)); "
+                             "HV of f against (1.1, 1.1); only feasible points count"}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> HVBox:
+        return cls(float(d["ideal"]["accuracy"]), float(d["nadir"]["accuracy"]), float(d["ideal"]["latency_ms"]),
+                   float(d["nadir"]["latency_ms"]))
 
 
 def non_dominated(F: np.ndarray) -> np.ndarray:  # noqa: N803 - pymoo's name
@@ -25,19 +84,13 @@ def non_dominated(F: np.ndarray) -> np.ndarray:  # noqa: N803 - pymoo's name
     return idx[np.lexsort((F[idx, 0], F[idx, 1]))]
 
 
-def normalise(F: np.ndarray, ref_latency_ms: float) -> np.ndarray:  # noqa: N803
-    """``(-acc, lat)`` → ``(1 - acc, lat / ref_latency_ms)``: the space the hypervolume lives in."""
-    F = np.asarray(F, dtype=np.float64).reshape(-1, 2)
-    return np.column_stack([1.0 + F[:, 0], F[:, 1] / float(ref_latency_ms)])
-
-
-def hypervolume(F: np.ndarray, ref_latency_ms: float) -> float:  # noqa: N803
-    """Dominated share of the normalised box (see module docstring); 0.0 for an empty set."""
-    Z = normalise(F, ref_latency_ms)
-    Z = Z[np.all(Z < 1.0, axis=1)]  # points outside the box dominate nothing in it
+def hypervolume(F: np.ndarray, box: HVBox) -> float:  # noqa: N803
+    """HV of ``F`` (minimised, raw units) in the normalised box (see module docstring); 0.0 if empty."""
+    Z = box.normalise(F)
+    Z = Z[np.all(Z < 1 + MARGIN, axis=1)]  # points beyond the reference dominate nothing
     if len(Z) == 0:
         return 0.0
-    return float(HV(ref_point=np.ones(2))(Z))
+    return float(HV(ref_point=np.full(2, 1 + MARGIN))(Z))
 
 
 def spread_order(latency_ms: np.ndarray) -> np.ndarray:

@@ -19,10 +19,12 @@ import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from pathlib import Path
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from nas.pareto import HVBox
 from supernet.errors import ConfigError, DynnasError
 from supernet.space import SearchSpace, SubnetConfig
 
@@ -43,6 +45,29 @@ class LatencyModel(Protocol):
     device: str
 
     def predict_ms(self, subnets: Sequence[SubnetConfig]) -> np.ndarray: ...
+
+
+def fastest_subnet(space: SearchSpace, latency: LatencyModel) -> tuple[SubnetConfig, float]:
+    """The fastest predicted uniform-width subnet (every block at one width; the smallest is usually it)."""
+    subs = [space.uniform(i) for i in range(len(space.width_choices))]
+    lat = np.asarray(latency.predict_ms(subs), dtype=np.float64)
+    i = int(np.argmin(lat))
+    return subs[i], float(lat[i])
+
+
+def check_latency_budget(space: SearchSpace, latency: LatencyModel, budget_ms: float | None) -> None:
+    """Raise :class:`InfeasibleConstraintError` when even the fastest subnet is slower than ``budget_ms``.
+
+    Needs only the latency predictor, so the CLI can fail before fitting the accuracy predictor.
+    """
+    if budget_ms is None:
+        return
+    sub, lat = fastest_subnet(space, latency)
+    if lat > budget_ms:
+        raise InfeasibleConstraintError(
+            f"latency budget {budget_ms:g} ms is unreachable on {latency.device}: the fastest subnet "
+            f"({space.format(sub)}) is predicted at {lat:.4g} ms; pass --latency-budget >= {lat:.4g} or drop it."
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,37 +169,57 @@ class SearchProblem:
         """The uniform-width subnets (every block at width choice i), smallest first."""
         return self.evaluate([self.space.uniform(i) for i in range(len(self.space.width_choices))])
 
-    def fastest(self) -> tuple[SubnetConfig, float]:
-        """The fastest predicted subnet among the uniform-width ones (the smallest is usually it)."""
-        ev = self.baselines
-        i = int(np.argmin(ev.latency_ms))
-        return ev.subnets[i], float(ev.latency_ms[i])
-
     def check_feasible(self) -> None:
         """Raise :class:`InfeasibleConstraintError` when the latency budget cannot be met by any subnet."""
-        if self.latency_budget_ms is None:
-            return
-        sub, lat = self.fastest()
-        if lat > self.latency_budget_ms:
-            raise InfeasibleConstraintError(
-                f"latency budget {self.latency_budget_ms:g} ms is unreachable on {self.device}: the fastest "
-                f"subnet ({self.space.format(sub)}) is predicted at {lat:.4g} ms; pass --latency-budget "
-                f">= {lat:.4g} or drop it."
-            )
+        check_latency_budget(self.space, self.latency, self.latency_budget_ms)
 
     @functools.cached_property
-    def reference_latency_ms(self) -> float:
-        """Latency end of the hypervolume box: the budget if set, else 1.1 x the slowest uniform subnet."""
-        if self.latency_budget_ms is not None:
-            return float(self.latency_budget_ms)
-        return 1.1 * float(np.max(self.baselines.latency_ms))
+    def hv_box(self) -> HVBox:
+        """The hypervolume box of this problem: spanned by the uniform-width baselines (see nas.pareto)."""
+        b = self.baselines
+        return HVBox.from_points(b.accuracy, b.latency_ms, self.latency_budget_ms)
 
     def hv_reference(self) -> dict[str, object]:
-        """The hypervolume reference point of this problem (stored in run.json)."""
-        return {
-            "accuracy": 0.0,
-            "latency_ms": self.reference_latency_ms,
-            "space": "normalised",
-            "transform": "f = (1 - accuracy, latency_ms / reference.latency_ms); reference point (1, 1); "
-                         "HV is the dominated share of [0, 1] x [0, 1]; only feasible points count",
-        }
+        """The hypervolume box and reference point (stored in run.json)."""
+        return self.hv_box.to_dict()
+
+
+@dataclass(frozen=True, eq=False)
+class ProblemSetup:
+    """A problem built from real predictors, with what it was built from (for run.json)."""
+
+    problem: SearchProblem
+    accuracy_data: Any  # predictors.AccuracyData
+    data_note: str | None  # the dataset accuracy data was measured on now, None when read from the cache
+
+
+def setup_problem(supernet_file: Path, model: Any, meta: dict[str, Any], profile: Any, *, bn: str, seed: int,
+                  latency_budget_ms: float | None = None, accuracy_samples: int = 400, dataset: str | None = None,
+                  progress: Callable[[str], Callable[[str, int, int], None]] | None = None) -> ProblemSetup:
+    """Build the latency predictor, check the budget, then fit the accuracy predictor.
+
+    The accuracy data comes from the cache beside the supernet; only without a usable cache is
+    it measured, on ``dataset`` (default: the supernet's own, else its shipped sample).
+    ``progress(phase)`` returns the ``(description, done, total)`` callback of a phase.
+    """
+    from predictors import latency_predictor, load_or_collect_accuracy
+    from supernet.errors import DatasetError
+    from supernet.pretrained import load_default_data
+
+    phase = progress or (lambda _name: None)
+    lat = latency_predictor(profile, model.config, seed=seed, progress=phase("latency"))
+    check_latency_budget(model.space, lat, latency_budget_ms)  # before the slower accuracy predictor
+    acc = data_note = None
+    if dataset is None:
+        try:
+            acc, acc_data = load_or_collect_accuracy(supernet_file, model, meta, None, n_samples=accuracy_samples,
+                                                     bn=bn, seed=seed, progress=phase("accuracy data"))
+        except DatasetError:
+            acc = None  # no usable cache: measure on the supernet's own dataset (or its shipped sample)
+    if acc is None:
+        images, data_note = load_default_data(meta, dataset, supernet_file)
+        acc, acc_data = load_or_collect_accuracy(supernet_file, model, meta, images, n_samples=accuracy_samples,
+                                                 bn=bn, seed=seed, progress=phase("accuracy data"))
+    problem = SearchProblem(space=model.space, accuracy=acc, latency=lat, latency_budget_ms=latency_budget_ms,
+                            macs=lambda s: int(sum(layer["macs"] for layer in model.layers(s))))
+    return ProblemSetup(problem=problem, accuracy_data=acc_data, data_note=data_note)

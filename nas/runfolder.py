@@ -9,10 +9,11 @@
   ``profile`` (the resolved device profile dict, incl. ``name`` and the ``deploy`` template);
   ``supernet`` {path (absolute), sha256, family, space, config, default}; ``predictors``
   {accuracy: {quality, data}, latency: describe()}; ``objectives``; ``hv_reference`` (see
-  :mod:`nas.pareto`); ``hypervolume`` {algorithm: final HV}; ``hypervolume_combined``;
+  :mod:`nas.pareto`); ``hypervolume`` {algorithm: final HV}; ``hypervolume_combined`` (union of all fronts);
+  ``hypervolume_baselines`` (the uniform-width subnets alone, for scale);
   ``results`` {algorithm: n_evals, seconds, evals_per_second, stopped_early, settings, n_pareto};
   ``baselines`` (the uniform-width subnets: width, arch, subnet_id, accuracy, latency_ms, macs,
-  feasible); ``exported`` (subnet ids written under ``subnets/``, after export).
+  feasible); ``exported`` (subnet ids under ``subnets/``, recorded by :mod:`nas.export`).
 - ``evaluations.csv``: ``eval_index, algorithm, subnet_id, arch, accuracy, latency_ms, macs, feasible``
   (every evaluation; ``eval_index`` counts from 0 per algorithm; accuracy is a fraction).
 - ``history.csv``: ``algorithm, n_evals, hypervolume`` (after every batch).
@@ -45,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 from nas.driver import EVAL_COLUMNS, HISTORY_COLUMNS, SearchResult, pareto_rows
-from nas.pareto import hypervolume, non_dominated, spread_order
+from nas.pareto import HVBox, hypervolume, non_dominated, spread_order
 from supernet.checkpoint import atomic_write, read_json, write_json
 from supernet.errors import CheckpointError, OutputError
 
@@ -83,6 +84,7 @@ class SearchSettings:
     device_type: str
     accuracy_samples: int
     out: str
+    dataset: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -98,6 +100,8 @@ class SearchSettings:
         parts += [f"--top {self.top_k}", f"--bn {self.bn}", f"--seed {self.seed}",
                   f"--accuracy-samples {self.accuracy_samples}", f"--device-type {self.device_type}",
                   f"--out {self.out}"]
+        if self.dataset is not None:
+            parts.append(f"--dataset {self.dataset}")
         return " ".join(parts)
 
 
@@ -169,13 +173,13 @@ def pareto_table(results: list[SearchResult]) -> pd.DataFrame:
     return table.sort_values(["algorithm", "latency_ms"], kind="stable").reset_index(drop=True)
 
 
-def combined_hypervolume(results: list[SearchResult], ref_latency_ms: float) -> float:
+def combined_hypervolume(results: list[SearchResult], box: HVBox) -> float:
     fronts = [pareto_rows(r.evaluations) for r in results]
     if not fronts:
         return 0.0
     union = pd.concat(fronts, ignore_index=True)
     F = np.column_stack([-union["accuracy"].to_numpy(float), union["latency_ms"].to_numpy(float)])
-    return hypervolume(F, ref_latency_ms)
+    return hypervolume(F, box)
 
 
 def write_tables(run_dir: Path, results: list[SearchResult]) -> None:
@@ -271,8 +275,12 @@ class Staging:
     def save_progress(self, results: list[SearchResult]) -> None:
         """After each algorithm: tables + partial.json, so an interrupt loses at most one algorithm."""
         write_tables(self.path, results)
-        write_json(self.path / PARTIAL_FILE, {"format": RUN_FORMAT, "settings": self.settings.to_dict(),
-                                              "done": {r.algorithm: result_summary(r) for r in results}})
+        _write_partial(self, {r.algorithm: result_summary(r) for r in results})
+
+
+def _write_partial(stage: Staging, done: dict[str, dict[str, Any]]) -> None:
+    write_json(stage.path / PARTIAL_FILE, jsonable({"format": RUN_FORMAT, "settings": stage.settings.to_dict(),
+                                                    "done": done}))
 
 
 def _describe(doc: dict[str, Any]) -> str:
@@ -288,8 +296,12 @@ def _check_same(settings: SearchSettings, old: dict[str, Any], where: Path) -> N
                               f"has {key}={new[key]!r}; use the same settings or pass --overwrite.")
 
 
-def check_out(out: Path, *, overwrite: bool, resume: bool) -> None:
-    """Fail early (before any work) when ``out`` cannot receive this run."""
+def check_out(out: Path, *, overwrite: bool, resume: bool, settings: SearchSettings | None = None) -> None:
+    """Fail early (before any work) when ``out`` cannot receive this run.
+
+    With ``resume`` and ``settings``, also check that what would be resumed (an interrupted
+    session's staging folder, else the run in ``out``) was made with the same settings.
+    """
     out = Path(out)
     if overwrite and resume:
         raise OutputError("--overwrite and --resume exclude each other; pass one of them.")
@@ -306,6 +318,12 @@ def check_out(out: Path, *, overwrite: bool, resume: bool) -> None:
                 what = "unreadable run.json"
             raise OutputError(f"--out '{out}' already holds a run ({what}); pass --overwrite to replace it or "
                               "--resume to continue it.")
+    if resume and settings is not None:
+        partial = staging_path(out) / PARTIAL_FILE
+        if partial.is_file():
+            _check_same(settings, read_json(partial, "partial run state").get("settings", {}), staging_path(out))
+        elif (out / RUN_FILE).is_file():
+            _check_same(settings, read_json(out / RUN_FILE, "run file").get("settings", {}), out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -328,7 +346,7 @@ def staging(out: Path, settings: SearchSettings, *, overwrite: bool = False, res
     On an error the staging folder is removed; on Ctrl-C it is kept for ``--resume``.
     """
     out = Path(out)
-    check_out(out, overwrite=overwrite, resume=resume)
+    check_out(out, overwrite=overwrite, resume=resume, settings=settings)
     stage = Staging(out=out, path=staging_path(out), settings=settings)
     if stage.path.exists() and resume and (stage.path / PARTIAL_FILE).is_file():
         partial = read_json(stage.path / PARTIAL_FILE, "partial run state")
@@ -344,6 +362,7 @@ def staging(out: Path, settings: SearchSettings, *, overwrite: bool = False, res
                 if (out / name).is_file():
                     shutil.copy2(out / name, stage.path / name)
             stage.done, stage.resumed_from = dict(old.get("results", {})), "complete run"
+        _write_partial(stage, stage.done)  # from now on an interrupt leaves a resumable staging folder
     try:
         yield stage
     except KeyboardInterrupt:

@@ -4,7 +4,8 @@ One categorical parameter per encoding position (``w0…`` block widths, ``x0…
 ``t0…`` token choices). The study ``dynnas-<device>-seed<seed>`` lives in
 ``<run>/study.db``; with ``resume`` its finished trials are handed back to the driver (counted
 in the budget) and the search continues from them. The latency constraint is stored as the trial
-user attribute ``constraint`` and read back by the sampler's ``constraints_func``.
+constraint ``latency_ms`` with ``Trial.set_constraint`` (optuna 5 deprecates the sampler's
+``constraints_func`` in its favour); TPE reads it from the stored trial.
 
 Speed: optuna's RDB storage commits a transaction per suggested parameter; with SQLite's default
 rollback journal every commit syncs the disk. The study therefore opens SQLite in WAL mode with
@@ -17,13 +18,13 @@ from __future__ import annotations
 
 import sqlite3
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import optuna
-from optuna.trial import FrozenTrial, Trial, TrialState
+from optuna.trial import Trial, TrialState
 
 from nas.algorithms.base import AlgorithmContext, SearchAlgorithm
 from supernet.space import SubnetConfig
@@ -35,7 +36,7 @@ def study_name(device: str, seed: int) -> str:
     return f"dynnas-{device}-seed{seed}"
 
 
-def _connector(path: Path):
+def _connector(path: Path) -> Callable[[], sqlite3.Connection]:
     """SQLite connections in WAL mode without a disk sync per commit (see the module docstring)."""
 
     def connect() -> sqlite3.Connection:
@@ -45,10 +46,6 @@ def _connector(path: Path):
         return conn
 
     return connect
-
-
-def _constraint(trial: FrozenTrial) -> Sequence[float]:
-    return trial.user_attrs["constraint"]
 
 
 class OptunaSearch(SearchAlgorithm):
@@ -65,10 +62,9 @@ class OptunaSearch(SearchAlgorithm):
         path = (ctx.workdir / STUDY_FILE).resolve()
         self.storage = optuna.storages.RDBStorage(f"sqlite:///{path}", engine_kwargs={"creator": _connector(path)})
         self.study_name = study_name(ctx.problem.device, ctx.seed)
-        with warnings.catch_warnings():  # constraints_func is flagged experimental in some versions
+        with warnings.catch_warnings():  # multivariate TPE is flagged experimental
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            sampler = optuna.samplers.TPESampler(seed=int(ctx.seed), multivariate=True,
-                                                 constraints_func=_constraint if self.has_constraint else None)
+            sampler = optuna.samplers.TPESampler(seed=int(ctx.seed), multivariate=True)
         if not ctx.resume:
             self._delete_existing()
         self.study = optuna.create_study(storage=self.storage, study_name=self.study_name, sampler=sampler,
@@ -114,7 +110,7 @@ class OptunaSearch(SearchAlgorithm):
                 self.study.tell(trial, state=TrialState.FAIL)
                 continue
             if self.has_constraint:
-                trial.set_user_attr("constraint", [float(g) for g in G[i]])
+                trial.set_constraint("latency_ms", float(G[i, 0]))
             self.study.tell(trial, [float(-F[i, 0]), float(F[i, 1])])
 
     def describe(self) -> dict[str, Any]:

@@ -1,0 +1,264 @@
+"""`dynnas search` / `dynnas devices` end to end on the tiny supernet: the run-folder contract and every error."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from nas.cli import app
+from nas.driver import EVAL_COLUMNS, HISTORY_COLUMNS
+from nas.pareto import non_dominated
+from nas.runfolder import PARETO_COLUMNS, NoRunError, load_run
+from predictors import load_or_collect_accuracy
+from supernet.checkpoint import load_supernet, sha256
+from supernet.errors import CheckpointError
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def sn(tmp_path_factory, tiny_supernet_path, digits) -> Path:
+    """A private copy of the tiny supernet with its accuracy data (switchable BN) cached beside it."""
+    path = tmp_path_factory.mktemp("cli_search") / "supernet.safetensors"
+    shutil.copy(tiny_supernet_path, path)
+    model, meta = load_supernet(path)
+    load_or_collect_accuracy(path, model, meta, digits, n_samples=32, bn="switchable", seed=0)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    """Latency caches (the host LUT built by export) go to a per-session temp folder, not ~/.cache."""
+    monkeypatch.setenv("DYNNAS_CACHE", str(tmp_path_factory.getbasetemp() / "dynnas-cache"))
+
+
+def search(sn: Path, out: Path, *extra: str) -> list[str]:
+    return ["search", "--device", "jetson-orin", "--supernet", str(sn), "--bn", "switchable",
+            "--accuracy-samples", "32", "--out", str(out), *extra]
+
+
+def ok(args: list[str]) -> str:
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    return res.output
+
+
+def fails_cleanly(args: list[str], match: str) -> str:
+    """Exit 2 with exactly one ``error: …`` line, the last on stderr (progress lines may precede it)."""
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2, res.output
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith("error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0], res.stderr
+    assert "Traceback" not in res.output
+    assert match in errors[0], errors[0]
+    return errors[0]
+
+
+def leftovers(out: Path) -> list[str]:
+    """Staging or moved-aside folders left beside ``out``."""
+    return [p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.")]
+
+
+def mutually_non_dominated(df: pd.DataFrame) -> bool:
+    F = np.column_stack([-df["accuracy"].to_numpy(float), df["latency_ms"].to_numpy(float)])
+    return len(non_dominated(F)) == len(F)
+
+
+BASE = ["--budget", "12", "--top", "0", "--seed", "0"]  # --top 0: export (ONNX + host timing) is tested in test_export
+
+
+@pytest.fixture(scope="module")
+def first_run(sn, tmp_path_factory) -> Path:
+    """One full search (all algorithms) shared by the contract, determinism and resume tests."""
+    out = tmp_path_factory.mktemp("first") / "run"
+    text = ok(search(sn, out, *BASE))
+    assert "chosen subnets" in text and "hypervolume: nsga2" in text
+    return out
+
+
+def test_search_writes_the_run_folder_contract(sn, first_run):
+    out = first_run
+    assert not leftovers(out)
+    for name in ("run.json", "evaluations.csv", "history.csv", "pareto.csv", "study.db", "report.html"):
+        assert (out / name).is_file(), name
+    assert not (out / "subnets").exists()  # --top 0
+
+    ev = pd.read_csv(out / "evaluations.csv", dtype={"subnet_id": str})
+    assert list(ev.columns) == list(EVAL_COLUMNS)
+    assert ev.groupby("algorithm").size().to_dict() == {"nsga2": 12, "optuna": 12, "random": 12}
+    assert ev["feasible"].all() and ev["accuracy"].between(0, 1).all() and (ev["latency_ms"] > 0).all()
+    hist = pd.read_csv(out / "history.csv")
+    assert list(hist.columns) == list(HISTORY_COLUMNS)
+    assert hist.groupby("algorithm")["n_evals"].max().to_dict() == {"nsga2": 12, "optuna": 12, "random": 12}
+
+    par = pd.read_csv(out / "pareto.csv", dtype={"subnet_id": str})
+    assert list(par.columns) == list(PARETO_COLUMNS)
+    for alg, rows in par.groupby("algorithm"):
+        assert mutually_non_dominated(rows), alg
+        best = ev[ev["algorithm"] == alg]
+        assert rows["accuracy"].max() == pytest.approx(best["accuracy"].max())  # the most accurate is kept
+        assert rows["latency_ms"].min() == pytest.approx(best["latency_ms"].min())  # and the fastest
+    combined = par[par["combined"]].drop_duplicates("subnet_id")
+    assert mutually_non_dominated(combined) and len(combined) >= 1
+    assert sorted(combined["spread_rank"]) == list(range(len(combined)))
+    assert (par.loc[~par["combined"], "spread_rank"] == -1).all()
+    union = par.drop_duplicates("subnet_id")  # nothing outside the combined set beats it
+    assert set(union.iloc[non_dominated(np.column_stack([-union["accuracy"], union["latency_ms"]]))]["subnet_id"]) \
+        == set(combined["subnet_id"])
+
+    run = load_run(out)
+    assert run["status"] == "complete" and run["format_version"] == 1 and run["seed"] == 0
+    assert run["command"].startswith("dynnas search --device jetson-orin")
+    assert run["settings"]["budget"] == 12 and run["algorithms"] == ["nsga2", "optuna", "random"]
+    assert {"dynnas", "torch", "optuna", "pymoo", "onnxruntime"} <= set(run["versions"])
+    assert run["profile"]["name"] == "jetson-orin" and "{onnx}" in run["profile"]["deploy"]
+    assert run["supernet"]["sha256"] == sha256(sn) and run["supernet"]["family"] == "cnn"
+    assert run["supernet"]["space"]["n_blocks"] == 4
+    assert "heldout_tau" in run["predictors"]["accuracy"]["quality"] and run["predictors"]["latency"]
+    assert {"accuracy", "latency_ms", "ideal", "nadir"} <= set(run["hv_reference"])
+    for alg, h in hist.groupby("algorithm"):
+        assert run["hypervolume"][alg] == pytest.approx(h["hypervolume"].iloc[-1])
+    assert run["hypervolume_combined"] >= max(run["hypervolume"].values()) - 1e-12
+    assert [b["width"] for b in run["baselines"]] == [0.25, 0.5, 0.75, 1.0]
+    html = (out / "report.html").read_text()
+    assert "data:image/png;base64" in html and ".partial" not in html  # written at its final path
+
+
+def test_existing_run_needs_overwrite_and_overwrite_reproduces_it(sn, first_run, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(first_run, out)
+    (out / "pareto.csv").write_text("tampered\n")
+    fails_cleanly(search(sn, out, *BASE), "already holds a run")
+    fails_cleanly(search(sn, out, *BASE, "--overwrite", "--resume"), "exclude each other")
+    fails_cleanly(search(sn, out, *BASE, "--budget", "11", "--resume"), "budget=12 but this command has budget=11")
+    assert (out / "pareto.csv").read_text() == "tampered\n" and not leftovers(out)  # untouched
+    ok(search(sn, out, *BASE, "--overwrite"))
+    for name in ("evaluations.csv", "pareto.csv", "history.csv"):  # same seed, same files
+        assert (out / name).read_bytes() == (first_run / name).read_bytes(), name
+    assert not leftovers(out)
+
+
+def test_resume_an_interrupted_search(sn, first_run, tmp_path):
+    """A Ctrl-C after `random` finished: --resume reuses it, runs the rest, and ends where a clean run ends."""
+    from nas.runfolder import PARTIAL_FILE, staging_path
+
+    out = tmp_path / "run"
+    stage = staging_path(out)
+    stage.mkdir()
+    run = load_run(first_run)
+    ev = pd.read_csv(first_run / "evaluations.csv", dtype={"subnet_id": str})
+    hist = pd.read_csv(first_run / "history.csv")
+    ev[ev["algorithm"] == "random"].to_csv(stage / "evaluations.csv", index=False)
+    hist[hist["algorithm"] == "random"].to_csv(stage / "history.csv", index=False)
+    settings = {**run["settings"], "out": str(out)}
+
+    def partial(**change: object) -> None:
+        doc = {"settings": {**settings, **change}, "done": {"random": run["results"]["random"]}}
+        (stage / PARTIAL_FILE).write_text(json.dumps(doc))
+
+    partial(seed=1)
+    fails_cleanly(search(sn, out, *BASE, "--resume"), "seed=1 but this command has seed=0")
+    partial()
+    text = ok(search(sn, out, *BASE, "--resume"))
+    assert "reusing random" in text
+    for name in ("evaluations.csv", "pareto.csv", "history.csv"):
+        assert (out / name).read_bytes() == (first_run / name).read_bytes(), name
+    assert load_run(out)["results"]["random"]["seconds"] == run["results"]["random"]["seconds"]  # not rerun
+    assert not leftovers(out) and not (out / PARTIAL_FILE).exists()
+
+
+def test_an_interrupted_search_keeps_its_staging_folder_for_resume(sn, tmp_path):
+    from nas.runfolder import PARTIAL_FILE, SearchSettings, staging, staging_path
+
+    out = tmp_path / "run"
+    settings = SearchSettings(device="d", profile_sha="p", supernet="s", supernet_sha256="x", algorithms=("random",),
+                              budget=1, latency_budget_ms=None, top_k=0, bn="recal", seed=0, device_type="cpu",
+                              accuracy_samples=10, out=str(out))
+    with pytest.raises(RuntimeError), staging(out, settings) as st:
+        (st.path / "evaluations.csv").write_text("x")
+        raise RuntimeError("boom")
+    assert not out.exists() and not leftovers(out)  # an error leaves nothing
+    with pytest.raises(KeyboardInterrupt), staging(out, settings) as st:
+        st.save_progress([])
+        raise KeyboardInterrupt
+    assert (staging_path(out) / PARTIAL_FILE).is_file() and not out.exists()  # Ctrl-C: kept for --resume
+    with staging(out, settings, resume=True) as st:
+        assert st.resumed_from == "interrupted session"
+    assert out.is_dir() and not leftovers(out) and not (out / PARTIAL_FILE).exists()
+
+
+def _bad_profile(tmp_path: Path) -> Path:
+    doc = yaml.safe_load(resources.files("hw_profiles").joinpath("jetson-orin.yaml").read_text())
+    doc["memory_bandwidth"]["value"] = "fast"
+    path = tmp_path / "board.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def _corrupt_supernet(tmp_path: Path) -> Path:
+    path = tmp_path / "broken.safetensors"
+    path.write_bytes(b"\x00not a safetensors file at all" * 10)
+    return path
+
+
+@pytest.mark.parametrize("case, match", [
+    (["--device", "jetson-orn"], "did you mean 'jetson-orin'"),
+    (["--algorithm", "nsga"], "did you mean 'nsga2'"),
+    (["--budget", "0"], "--budget must be >= 1"),
+    (["--top", "-1"], "--top must be >= 0"),
+    (["--bn", "frozen"], "--bn must be one of"),
+    (["--latency-budget", "-2"], "--latency-budget must be a positive"),
+    (["--latency-budget", "1e-6"], "is unreachable on jetson-orin: the fastest subnet (w0-0-0-0) is predicted at"),
+    (["--supernet", "/no/such/supernet.safetensors"], "does not exist"),
+    ("corrupt-supernet", "corrupt"),
+    ("bad-profile", "memory_bandwidth"),
+    ("out-not-a-run", "holds no dynnas run"),
+])
+def test_search_errors_are_one_line_and_leave_nothing(sn, tmp_path, case, match):
+    out = tmp_path / "run"
+    if case == "corrupt-supernet":
+        case = ["--supernet", str(_corrupt_supernet(tmp_path))]
+    elif case == "bad-profile":
+        case = ["--device", str(_bad_profile(tmp_path))]
+    elif case == "out-not-a-run":
+        out.mkdir()
+        (out / "notes.txt").write_text("mine")
+        case = []
+    args = search(sn, out, "--budget", "5", "--top", "0", "--algorithm", "random")
+    # later options win in click, so appending overrides the defaults above
+    fails_cleanly([*args, *case], match)
+    if out.exists():  # only the pre-existing non-run folder, untouched
+        assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    assert not leftovers(out)
+
+
+def test_load_run_errors(tmp_path):
+    with pytest.raises(NoRunError, match="holds no dynnas search run"):
+        load_run(tmp_path)
+    with pytest.raises(NoRunError, match="does not exist"):
+        load_run(tmp_path / "missing")
+    (tmp_path / "run.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_run(tmp_path)
+    (tmp_path / "run.json").write_text(json.dumps({"format": "something-else"}))
+    with pytest.raises(NoRunError, match="not a dynnas search run file"):
+        load_run(tmp_path)
+    res = runner.invoke(app, ["export", str(tmp_path)])
+    assert res.exit_code == 2 and res.stderr.startswith("error: ")
+
+
+def test_devices_lists_every_profile(tmp_path):
+    res = runner.invoke(app, ["devices"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    for name in ("jetson-orin", "host", "tensorrt", "42.5 TFLOP/s", "204.8 GB/s", "MAXN", "4 points"):
+        assert name in res.stdout, name
+    fails_cleanly(["devices", "--profile", str(_bad_profile(tmp_path))], "memory_bandwidth")

@@ -17,9 +17,9 @@ import time
 
 import numpy as np
 import torch
+from common import save
 from scipy.stats import kendalltau
 
-from common import save
 from supernet.evaluate import subnet_accuracy
 from supernet.pretrained import load_default_data, resolve_supernet
 
@@ -38,13 +38,8 @@ def main(argv: list[str] | None = None) -> None:
     data, note = load_default_data(meta, a.dataset, path)
     space = model.space
     rng = np.random.default_rng(a.seed)
-    subnets = [space.uniform(i) for i in range(len(space.width_choices))]
-    seen = {space.format(s) for s in subnets}
-    while len(subnets) < a.n + len(space.width_choices):
-        s = space.sample(rng)
-        if space.format(s) not in seen:
-            seen.add(space.format(s))
-            subnets.append(s)
+    uniform = [space.uniform(i) for i in range(len(space.width_choices))]
+    subnets = space.sample_unique(rng, a.n + len(uniform), uniform)
     rows, t0 = [], time.perf_counter()
     for s in subnets:
         row = {"arch": space.format(s)}

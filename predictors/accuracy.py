@@ -120,17 +120,7 @@ def accuracy_data_path(supernet_path: Path | str) -> Path:
 # ---- collecting -------------------------------------------------------------------------------
 def sample_subnets(space: SearchSpace, n: int, seed: int) -> list[SubnetConfig]:
     """The uniform subnets, then seeded unique random ones: ``n`` in all (fewer if the space is smaller)."""
-    rng = np.random.default_rng(seed)
-    picked = list(dict.fromkeys(space.uniform(j) for j in range(len(space.width_choices))))
-    seen = set(picked)
-    for _ in range(100 * n):  # bounded: a small space runs out of new subnets
-        if len(picked) >= min(n, space.size):
-            break
-        s = space.sample(rng)
-        if s not in seen:
-            seen.add(s)
-            picked.append(s)
-    return picked[:n]
+    return space.sample_unique(np.random.default_rng(seed), n, [space.uniform(j) for j in range(len(space.width_choices))])
 
 
 def collect_accuracy_data(supernet: nn.Module, data: ImageData, *, n_samples: int = 400, n_ceiling: int = 100,

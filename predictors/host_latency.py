@@ -68,17 +68,7 @@ def host_info(threads: int) -> dict[str, Any]:
 def calibration_subnets(space: SearchSpace, n: int, seed: int) -> list[SubnetConfig]:
     """The smallest and largest subnets, then seeded unique random ones, ``n`` in all (fewer if the
     space is smaller)."""
-    rng = np.random.default_rng(seed)
-    picked = list(dict.fromkeys([space.smallest(), space.largest()]))
-    seen = set(picked)
-    for _ in range(100 * n):  # bounded: a small space runs out of new subnets
-        if len(picked) >= min(n, space.size):
-            break
-        s = space.sample(rng)
-        if s not in seen:
-            seen.add(s)
-            picked.append(s)
-    return picked[:n]
+    return space.sample_unique(np.random.default_rng(seed), n, [space.smallest(), space.largest()])
 
 
 def _lut_units(arch_config: CNNConfig) -> dict[str, list]:

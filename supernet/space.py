@@ -133,6 +133,23 @@ class SearchSpace:
         tokens = rng.integers(0, max(1, len(self.token_choices)), size=self.n_token_positions)
         return self.make(widths.tolist(), exits.tolist(), tokens.tolist())
 
+    def sample_unique(self, rng: np.random.Generator, n: int,
+                      first: tuple[SubnetConfig, ...] | list[SubnetConfig] = ()) -> list[SubnetConfig]:
+        """``first``, then distinct random subnets: ``n`` in all (fewer if the space is smaller).
+
+        The number of draws is bounded, so a small space never loops forever.
+        """
+        picked = list(dict.fromkeys(first))
+        seen = set(picked)
+        for _ in range(100 * n):
+            if len(picked) >= min(n, self.size):
+                break
+            s = self.sample(rng)
+            if s not in seen:
+                seen.add(s)
+                picked.append(s)
+        return picked[:n]
+
     # ---- encodings ---------------------------------------------------------------------
     def encode(self, cfg: SubnetConfig) -> np.ndarray:
         """Config → integer vector (widths, then exit bits, then token indices)."""

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from common import save
+
 from supernet.data import load_dataset
 from supernet.evaluate import subnet_accuracy
 from supernet.train import TrainConfig, Trainer

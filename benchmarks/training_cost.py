@@ -17,8 +17,8 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-
 from common import save
+
 from supernet.pretrained import DEFAULT_SUPERNET
 from supernet.registry import get_family, get_preset
 

@@ -5,7 +5,13 @@ import pytest
 
 from supernet.checkpoint import load_supernet
 from supernet.errors import CheckpointError, DatasetError
-from supernet.pretrained import DEFAULT_SUPERNET, load_default_data, resolve_supernet, sample_path, save_sample
+from supernet.pretrained import (
+    DEFAULT_SUPERNET,
+    load_default_data,
+    resolve_supernet,
+    sample_path,
+    save_sample,
+)
 
 
 def test_sample_round_trip_and_fallback(tmp_path, tiny_supernet_path, digits):

@@ -32,7 +32,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from torch import nn
 
-from predictors.errors import CalibrationError, PredictorCacheError
+from predictors.errors import CalibrationError, PredictorCacheError, check_header
 from predictors.metrics import kendall_tau, rmse
 from predictors.units import UnitTable, cache_root
 from supernet.checkpoint import read_json, sha256, write_json
@@ -80,10 +80,7 @@ class AccuracyData:
         def bad(why: str) -> PredictorCacheError:
             return PredictorCacheError(f"{where} {why}; delete it to re-measure the subnets.")
 
-        if not isinstance(d, dict) or d.get("format") != FORMAT:
-            raise bad(f"is not a dynnas accuracy-data file (format {d.get('format') if isinstance(d, dict) else None!r})")
-        if d.get("format_version") != FORMAT_VERSION:
-            raise bad(f"has format version {d.get('format_version')!r}, this dynnas reads {FORMAT_VERSION}")
+        check_header(d, FORMAT, FORMAT_VERSION, "accuracy-data", bad)
         try:
             meta, records = dict(d["meta"]), list(d["records"])
             space = SearchSpace.from_dict(meta["space"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from supernet.errors import CheckpointError, ConfigError
 
 
@@ -11,3 +13,11 @@ class PredictorCacheError(CheckpointError):
 
 class CalibrationError(ConfigError):
     """A predictor cannot be calibrated from what it was given."""
+
+
+def check_header(doc: object, fmt: str, version: int, what: str, bad: Callable[[str], PredictorCacheError]) -> None:
+    """Raise ``bad(...)`` unless ``doc`` is a mapping of format ``fmt`` at ``version`` (versioned data files)."""
+    if not isinstance(doc, dict) or doc.get("format") != fmt:
+        raise bad(f"is not a dynnas {what} file (format {doc.get('format') if isinstance(doc, dict) else None!r})")
+    if doc.get("format_version") != version:
+        raise bad(f"has format version {doc.get('format_version')!r}, this dynnas reads {version}")

@@ -35,7 +35,7 @@ import onnxruntime as ort
 import torch
 from scipy.optimize import least_squares
 
-from predictors.errors import CalibrationError, PredictorCacheError
+from predictors.errors import CalibrationError, PredictorCacheError, check_header
 from predictors.kernel_graphs import chain_graph, input_shape, null_graph
 from predictors.kernels import subnet_kernels
 from predictors.onnx_io import measure_latencies, onnx_bytes
@@ -125,10 +125,7 @@ def check_document(doc: Any, path: Path, device: str, arch_config: CNNConfig) ->
     def bad(why: str) -> PredictorCacheError:
         return PredictorCacheError(f"latency cache '{path}' {why}; delete it to re-measure.")
 
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise bad(f"is not a dynnas latency LUT (format {doc.get('format') if isinstance(doc, dict) else None!r})")
-    if doc.get("format_version") != FORMAT_VERSION:
-        raise bad(f"has format version {doc.get('format_version')!r}, this dynnas reads {FORMAT_VERSION}")
+    check_header(doc, FORMAT, FORMAT_VERSION, "latency LUT", bad)
     if doc.get("device") != device or doc.get("arch_hash") != arch_hash(arch_config):
         raise bad(f"belongs to device {doc.get('device')!r} / arch {doc.get('arch_hash')!r}, not "
                   f"{device!r} / {arch_hash(arch_config)!r}")

@@ -17,7 +17,15 @@ from predictors.errors import CalibrationError, PredictorCacheError
 from predictors.kernels import Kernel, reference_kernels, subnet_kernels
 from predictors.latency import LatencyPredictor, latency_predictor
 from predictors.metrics import kendall_tau, rmse, within
-from predictors.onnx_io import LatencyStats, export_onnx, measure_latencies, measure_latency, run_onnx
+from predictors.onnx_io import (
+    LatencyStats,
+    RelativeTiming,
+    TimingSession,
+    export_onnx,
+    measure_latencies,
+    measure_latency,
+    run_onnx,
+)
 
 __all__ = [
     "AccuracyData",
@@ -26,6 +34,8 @@ __all__ = [
     "Kernel",
     "LatencyPredictor",
     "LatencyStats",
+    "RelativeTiming",
+    "TimingSession",
     "PredictorCacheError",
     "accuracy_data_path",
     "collect_accuracy_data",

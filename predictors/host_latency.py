@@ -1,22 +1,26 @@
-"""Host latency from this machine's own onnxruntime measurements: a lookup table plus a linear fit.
+"""Host latency from this machine's own onnxruntime measurements: a lookup table of blocks in context.
 
-1. **LUT.** Every distinct *unit* of the search space (the stem, each block at each width
-   choice, the tail; see :mod:`predictors.units`) becomes a small ONNX graph built with
-   ``onnx.helper`` and is timed with the protocol of :mod:`predictors.onnx_io` (1 thread,
-   batch 1); the fixed cost of a session run (a one-``Identity`` graph) is subtracted.
-   Why units and not single kernels: onnxruntime fuses a block's residual add into its project
-   conv and keeps the block's hidden tensors in its blocked NCHWc layout, while a lone conv pays
-   a layout reorder on each side; on the dev VM per-kernel sums overshot whole subnets by 1.5x,
-   block units by 6 %.
-2. **Linear correction.** ~30 seeded random subnets (plus the smallest and the largest) of a
+1. **Relative timing.** Every timing is taken against a reference model (the supernet's middle
+   uniform-width subnet) interleaved a few milliseconds away (``onnx_io.measure_latencies``): a
+   shared VM changes speed by up to 1.6x within a second, which moves plain medians but not the
+   ratio to the reference. Latencies are stored as ratios, and as ms at the session's reference
+   speed.
+2. **Isolated LUT (the prior).** Every distinct *unit* of the search space (the stem, each block
+   at each width choice, the tail; see :mod:`predictors.units`) becomes a small ONNX graph built
+   with ``onnx.helper`` and is timed; the fixed cost of a session run (a one-``Identity`` graph)
+   is subtracted. Units and not single kernels: onnxruntime fuses a block's residual add into
+   its project conv and keeps a block's tensors in its blocked NCHWc layout, while a lone conv
+   pays a layout reorder on each side.
+3. **Fit to whole subnets.** ~60 seeded random subnets (plus the smallest and the largest) of a
    randomly initialised supernet (latency does not depend on weight values) are exported with
-   the deployment exporter and timed whole; ``measured = slope * lut_sum + intercept`` is fitted
-   by robust (Huber) least squares on *relative* error.
+   the deployment exporter and timed whole. ``measured ≈ slope * lut_sum + intercept`` is fitted
+   by robust least squares on relative error, then a per-(block, width) correction by ridge
+   regression (penalty chosen by leave-one-out), so the table holds each block's cost *in
+   context*. The result is still ``constant + sum_i table[i, width_i]``: one gather per subnet.
 
-All timings are taken in interleaved rounds (``onnx_io.measure_latencies``) so a burst of load
-from other processes does not bias one entry. The measurements are cached as a versioned JSON
-file keyed by device and arch-config hash; the fit is recomputed on load (deterministic), so a
-reloaded predictor predicts exactly what the first one did.
+The measurements are cached as a versioned JSON file keyed by device and arch-config hash; the
+fit is recomputed on load (deterministic), so a reloaded predictor predicts exactly what the
+first one did.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 from scipy.optimize import least_squares
+from sklearn.linear_model import RidgeCV
 
 from predictors.errors import CalibrationError, PredictorCacheError, check_header
 from predictors.kernel_graphs import chain_graph, input_shape, null_graph
@@ -47,7 +52,7 @@ from supernet.extract import extract
 from supernet.space import SearchSpace, SubnetConfig
 
 FORMAT = "dynnas-latency-lut"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: timings relative to an interleaved reference model
 Progress = Callable[[str, int, int], None]
 
 
@@ -80,7 +85,12 @@ def _lut_units(arch_config: CNNConfig) -> dict[str, list]:
     return out
 
 
-def measure_host(device: str, arch_config: CNNConfig, *, seed: int = 0, n_calibration: int = 30, rounds: int = 5,
+def reference_subnet(space: SearchSpace) -> SubnetConfig:
+    """The model every host timing is relative to: the middle uniform-width subnet."""
+    return space.uniform((len(space.width_choices) - 1) // 2)
+
+
+def measure_host(device: str, arch_config: CNNConfig, *, seed: int = 0, n_calibration: int = 60, rounds: int = 5,
                  threads: int = 1, progress: Progress | None = None) -> dict[str, Any]:
     """Measure the LUT and the calibration subnets on this machine; return the cache document."""
     start = time.perf_counter()
@@ -89,32 +99,39 @@ def measure_host(device: str, arch_config: CNNConfig, *, seed: int = 0, n_calibr
     models: dict[str, tuple[bytes, tuple[int, ...]]] = {"null": (null_graph(), (1, 1))}
     for key, ks in lut_units.items():
         models[f"unit:{key}"] = (chain_graph(ks, rng), input_shape(ks[0]))
-    subnets = calibration_subnets(arch_config.space(), n_calibration, seed)
+    space = arch_config.space()
+    subnets = calibration_subnets(space, n_calibration, seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         supernet = CNNSupernet(arch_config)
     c = arch_config
     example = torch.zeros(1, c.in_channels, c.resolution, c.resolution)
-    space = c.space()
+    shape = tuple(example.shape)
+    ref = reference_subnet(space)
+    reference = (onnx_bytes(extract(supernet, ref), example), shape)
     for i, s in enumerate(subnets):
-        models[f"subnet:{space.format(s)}"] = (onnx_bytes(extract(supernet, s), example), tuple(example.shape))
+        models[f"subnet:{space.format(s)}"] = (onnx_bytes(extract(supernet, s), example), shape)
         if progress is not None:
             progress("exporting calibration subnets", i + 1, len(subnets))
-    stats, spread = measure_latencies(models, rounds=rounds, threads=threads, seed=seed, progress=progress)
-    null_ms = stats["null"].median_ms
-    lut = {key: {"median_ms": stats[f"unit:{key}"].median_ms, "p10_ms": stats[f"unit:{key}"].p10_ms,
-                 "p90_ms": stats[f"unit:{key}"].p90_ms} for key in lut_units}
-    calibration = [{"arch": space.format(s), "measured_ms": stats[f"subnet:{space.format(s)}"].median_ms,
-                    "p10_ms": stats[f"subnet:{space.format(s)}"].p10_ms,
-                    "p90_ms": stats[f"subnet:{space.format(s)}"].p90_ms} for s in subnets]
+    timed = measure_latencies(models, reference, rounds=rounds, threads=threads, seed=seed, progress=progress)
+
+    def entry(key: str) -> dict[str, float]:
+        t = timed[key]
+        return {"ratio": t.ratio, "ratio_p10": t.ratio_p10, "ratio_p90": t.ratio_p90, "median_ms": t.median_ms,
+                "raw_median_ms": t.raw_median_ms}
+
     return {
         "format": FORMAT, "format_version": FORMAT_VERSION, "device": device,
         "arch_hash": arch_hash(arch_config), "family": arch_config.family, "arch_config": arch_config.to_dict(),
         "host": host_info(threads),
-        "protocol": {"batch": 1, "threads": threads, "warmup": 10, "repeats": 50, "rounds": rounds,
-                     "statistic": "median of the least-disturbed round", "seed": seed},
-        "null_ms": null_ms, "lut": lut, "calibration": calibration,
-        "noise": {"round_spread": spread, "load_average": list(os.getloadavg())},
+        "protocol": {"batch": 1, "threads": threads, "warmup": 10, "repeats": 50, "block": 5, "rounds": rounds,
+                     "statistic": "median over blocks of (model block median / preceding reference block median)",
+                     "seed": seed},
+        "reference": {"arch": space.format(ref), "ms": timed.reference_ms},
+        "null": entry("null"),
+        "lut": {key: entry(f"unit:{key}") for key in lut_units},
+        "calibration": [{"arch": space.format(s), **entry(f"subnet:{space.format(s)}")} for s in subnets],
+        "noise": {"machine_spread": timed.machine_spread, "load_average": list(os.getloadavg())},
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "build_s": time.perf_counter() - start,
     }
@@ -130,12 +147,14 @@ def check_document(doc: Any, path: Path, device: str, arch_config: CNNConfig) ->
         raise bad(f"belongs to device {doc.get('device')!r} / arch {doc.get('arch_hash')!r}, not "
                   f"{device!r} / {arch_hash(arch_config)!r}")
     try:
-        lut, cal, null = doc["lut"], doc["calibration"], float(doc["null_ms"])
+        lut, cal = doc["lut"], doc["calibration"]
         missing = [k for k in _lut_units(arch_config) if k not in lut]
-        values = [float(e["median_ms"]) for e in lut.values()] + [float(r["measured_ms"]) for r in cal] + [null]
+        values = [float(e["ratio"]) for e in lut.values()] + [float(r["ratio"]) for r in cal]
+        values += [float(doc["null"]["ratio"]), float(doc["reference"]["ms"])]
         space = arch_config.space()
         for r in cal:
             space.parse(r["arch"])
+        space.parse(doc["reference"]["arch"])
     except (KeyError, TypeError, ValueError) as e:
         raise bad(f"is corrupt ({e.__class__.__name__}: {str(e)[:60]})") from None
     if missing:
@@ -144,21 +163,40 @@ def check_document(doc: Any, path: Path, device: str, arch_config: CNNConfig) ->
         raise bad("holds fewer than 2 calibration subnets or non-positive latencies")
 
 
-def fit_correction(lut_ms: np.ndarray, measured_ms: np.ndarray) -> tuple[float, float]:
+def fit_correction(lut: np.ndarray, measured: np.ndarray) -> tuple[float, float]:
     """Robust fit of ``measured ≈ slope * lut + intercept`` on relative error (slope >= 0)."""
-    if len(lut_ms) < 2:
-        raise CalibrationError(f"the linear correction needs >= 2 calibration subnets, but got {len(lut_ms)}.")
+    if len(lut) < 2:
+        raise CalibrationError(f"the linear correction needs >= 2 calibration subnets, but got {len(lut)}.")
 
     def rel(theta: np.ndarray) -> np.ndarray:
-        return (theta[0] * lut_ms + theta[1]) / measured_ms - 1.0
+        return (theta[0] * lut + theta[1]) / measured - 1.0
 
     res = least_squares(rel, x0=np.array([1.0, 0.0]), loss="huber", f_scale=0.05,
                         bounds=([0.0, -np.inf], [np.inf, np.inf]))
     return float(res.x[0]), float(res.x[1])
 
 
+RIDGE_ALPHAS = np.logspace(-4, 2, 13)
+
+
+def one_hot(widths: np.ndarray, n_choices: int) -> np.ndarray:
+    """``(n, n_blocks)`` width indices → ``(n, n_blocks * n_choices)`` indicator columns."""
+    n, n_blocks = widths.shape
+    x = np.zeros((n, n_blocks * n_choices))
+    x[np.repeat(np.arange(n), n_blocks), (np.arange(n_blocks) * n_choices + widths).ravel()] = 1.0
+    return x
+
+
+def fit_block_residual(widths: np.ndarray, residual: np.ndarray, weight: np.ndarray,
+                       n_choices: int) -> tuple[np.ndarray, float, float]:
+    """Per-(block, width) correction of the scaled LUT by weighted ridge; returns (table, constant, alpha)."""
+    x = one_hot(widths, n_choices)
+    model = RidgeCV(alphas=RIDGE_ALPHAS).fit(x, residual, sample_weight=weight)
+    return model.coef_.reshape(widths.shape[1], n_choices), float(model.intercept_), float(model.alpha_)
+
+
 class HostLUTPredictor:
-    """Latency on this machine: LUT sum of a subnet's units, linearly corrected (see module doc)."""
+    """Latency on this machine: an in-context per-block table fitted to measured subnets (see module doc)."""
 
     def __init__(self, arch_config: CNNConfig, doc: dict[str, Any], *, cache_path: Path | None = None,
                  source: str = "measured"):
@@ -167,45 +205,70 @@ class HostLUTPredictor:
         self.cache_path = cache_path
         self.source = source
         self.space = arch_config.space()
-        null = float(doc["null_ms"])
-        self.lut = {k: max(float(e["median_ms"]) - null, 0.0) for k, e in doc["lut"].items()}
+        self.reference_ms = float(doc["reference"]["ms"])
+        null = float(doc["null"]["ratio"])
+        self.lut = {k: max(float(e["ratio"]) - null, 0.0) for k, e in doc["lut"].items()}
         self.lut_table = UnitTable.build(arch_config, lambda ks: self.lut[unit_key(ks)])
-        cal_subnets = [self.space.parse(r["arch"]) for r in doc["calibration"]]
-        self.cal_lut = self.lut_table(cal_subnets)
-        self.cal_measured = np.array([float(r["measured_ms"]) for r in doc["calibration"]])
-        self.slope, self.intercept = fit_correction(self.cal_lut, self.cal_measured)
+        self.cal_subnets = [self.space.parse(r["arch"]) for r in doc["calibration"]]
+        self.cal_ratio = np.array([float(r["ratio"]) for r in doc["calibration"]])
+        self.slope, self.intercept = fit_correction(self.lut_table(self.cal_subnets), self.cal_ratio)
+        self.table, self.alpha = self._fit(np.arange(len(self.cal_subnets)))
 
-    def lut_ms(self, subnets: Sequence[SubnetConfig]) -> np.ndarray:
-        """Uncorrected LUT sums (ms)."""
-        return self.lut_table(subnets)
+    def _fit(self, rows: np.ndarray) -> tuple[UnitTable, float]:
+        prior = UnitTable(self.slope * self.lut_table.constant + self.intercept, self.slope * self.lut_table.table)
+        subnets = [self.cal_subnets[i] for i in rows]
+        y = self.cal_ratio[rows]
+        widths = np.asarray([s.widths for s in subnets], dtype=np.int64)
+        delta, constant, alpha = fit_block_residual(widths, y - prior(subnets), 1.0 / y ** 2,
+                                                    len(self.space.width_choices))
+        return UnitTable(prior.constant + constant, prior.table + delta), alpha
+
+    def predict_ratio(self, subnets: Sequence[SubnetConfig]) -> np.ndarray:
+        """Predicted latency relative to the reference subnet (independent of the machine's momentary speed)."""
+        return self.table(subnets)
 
     def predict_ms(self, subnets: Sequence[SubnetConfig]) -> np.ndarray:
-        """Predicted batch-1, 1-thread onnxruntime latency of each subnet, in ms."""
-        return self.slope * self.lut_table(subnets) + self.intercept
+        """Predicted batch-1, 1-thread onnxruntime latency of each subnet, in ms (at the calibration's speed)."""
+        return self.reference_ms * self.table(subnets)
+
+    def loo_ratio(self) -> np.ndarray:
+        """Leave-one-out predictions of the calibration subnets' ratios (the honest calibration error)."""
+        n = len(self.cal_subnets)
+        out = np.empty(n)
+        for i in range(n):
+            rows = np.delete(np.arange(n), i)
+            table, _ = self._fit(rows)
+            out[i] = table([self.cal_subnets[i]])[0]
+        return out
 
     def describe(self) -> dict[str, Any]:
-        pred = self.slope * self.cal_lut + self.intercept
-        err = pred / self.cal_measured - 1.0
+        err = self.loo_ratio() / self.cal_ratio - 1.0
+        lut_err = (self.slope * self.lut_table(self.cal_subnets) + self.intercept) / self.cal_ratio - 1.0
         d = self.doc
+        measured_ms = self.reference_ms * self.cal_ratio
         return {
-            "method": "lut+linear",
+            "method": "block-lut",
+            "method_detail": "per-block table in context: isolated-unit LUT prior + ridge fit to measured subnets, "
+                             "all timed relative to an interleaved reference subnet",
             "device": self.device,
             "source": self.source,
             "cache": str(self.cache_path) if self.cache_path else None,
             "host": d["host"],
             "protocol": d["protocol"],
-            "params": {"slope": self.slope, "intercept_ms": self.intercept, "null_ms": float(d["null_ms"]),
-                       "lut_entries": len(self.lut)},
+            "params": {"slope": self.slope, "intercept_ratio": self.intercept, "ridge_alpha": self.alpha,
+                       "reference_arch": d["reference"]["arch"], "reference_ms": self.reference_ms,
+                       "null_ratio": float(d["null"]["ratio"]), "lut_entries": len(self.lut)},
             "quality": {
                 "n_calibration": len(err),
-                "calibration_within_10pct": float(np.mean(np.abs(err) <= 0.10)),
-                "calibration_within_5pct": float(np.mean(np.abs(err) <= 0.05)),
-                "calibration_rmse_pct": float(100 * np.sqrt(np.mean(err ** 2))),
-                "calibration_max_abs_pct": float(100 * np.abs(err).max()),
-                "round_spread": d["noise"]["round_spread"],
+                "loo_within_10pct": float(np.mean(np.abs(err) <= 0.10)),
+                "loo_within_5pct": float(np.mean(np.abs(err) <= 0.05)),
+                "loo_rmse_pct": float(100 * np.sqrt(np.mean(err ** 2))),
+                "loo_max_abs_pct": float(100 * np.abs(err).max()),
+                "isolated_lut_rmse_pct": float(100 * np.sqrt(np.mean(lut_err ** 2))),
+                "machine_spread": d["noise"]["machine_spread"],
                 "load_average": d["noise"]["load_average"],
             },
-            "measured_range_ms": [float(self.cal_measured.min()), float(self.cal_measured.max())],
+            "measured_range_ms": [float(measured_ms.min()), float(measured_ms.max())],
             "build_s": d.get("build_s"),
             "created": d.get("created"),
         }
@@ -215,12 +278,13 @@ def cache_path(cache_dir: Path, device: str, arch_config: CNNConfig) -> Path:
     return Path(cache_dir) / f"{device}-{arch_config.family}-{arch_hash(arch_config)}.json"
 
 
-def host_predictor(device: str, arch_config: CNNConfig, cache_dir: Path, *, seed: int = 0, n_calibration: int = 30,
+def host_predictor(device: str, arch_config: CNNConfig, cache_dir: Path, *, seed: int = 0, n_calibration: int = 60,
                    rounds: int = 5, threads: int = 1, progress: Progress | None = None) -> HostLUTPredictor:
     """Load the cached measurements for (device, arch) or measure them now and cache them.
 
-    A cache written on another CPU, onnxruntime version or thread count is stale: it is
-    re-measured and replaced. A corrupt cache raises :class:`PredictorCacheError`.
+    A cache written on another CPU, onnxruntime version or thread count, or by an older dynnas
+    (lower format version), is stale: it is re-measured and replaced. A corrupt cache, or one
+    from a newer dynnas, raises :class:`PredictorCacheError`.
     """
     path = cache_path(cache_dir, device, arch_config)
     if path.exists():
@@ -228,8 +292,11 @@ def host_predictor(device: str, arch_config: CNNConfig, cache_dir: Path, *, seed
             doc = read_json(path, "latency cache")
         except CheckpointError as e:
             raise PredictorCacheError(str(e)) from None
-        check_document(doc, path, device, arch_config)
-        if doc["host"] == host_info(threads):
+        older = (isinstance(doc, dict) and doc.get("format") == FORMAT and isinstance(doc.get("format_version"), int)
+                 and doc["format_version"] < FORMAT_VERSION)
+        if not older:
+            check_document(doc, path, device, arch_config)
+        if not older and doc["host"] == host_info(threads):
             return HostLUTPredictor(arch_config, doc, cache_path=path, source="cache")
     doc = measure_host(device, arch_config, seed=seed, n_calibration=n_calibration, rounds=rounds, threads=threads,
                        progress=progress)

@@ -2,8 +2,8 @@
 
 * published profiles (``measured: false``, e.g. ``jetson-orin``): a roofline fitted to the
   profile's calibration points (:mod:`predictors.roofline`);
-* measured profiles (``measured: true``, e.g. ``host``): a lookup table timed on this machine
-  plus a linear correction (:mod:`predictors.host_latency`), cached on disk.
+* measured profiles (``measured: true``, e.g. ``host``): a per-block lookup table timed on this
+  machine and fitted to whole measured subnets (:mod:`predictors.host_latency`), cached on disk.
 
 Example::
 
@@ -43,7 +43,7 @@ class LatencyPredictor(Protocol):
 
 def latency_predictor(device: str | Path | DeviceProfile, arch_config: Any, *, cache_dir: Path | None = None,
                       seed: int = 0, progress: Callable[[str, int, int], None] | None = None,
-                      n_calibration: int = 30, rounds: int = 5) -> LatencyPredictor:
+                      n_calibration: int = 60, rounds: int = 5) -> LatencyPredictor:
     """The latency predictor for ``device`` (profile name, YAML path or profile) and ``arch_config``.
 
     A measured device is timed here once (≲ 60 s for ``cifar-default``, a few seconds for

@@ -136,24 +136,74 @@ def measure_latency(model: Path | bytes, input_shape: tuple[int, ...], *, thread
     return _time(sess, _feeds(sess, input_shape, seed), warmup, repeats, threads)
 
 
-def measure_latencies(models: Mapping[str, tuple[Path | bytes, tuple[int, ...]]], *, rounds: int = 3,
-                      threads: int = 1, warmup: int = 10, repeats: int = 50, seed: int = 0,
-                      progress: Callable[[str, int, int], None] | None = None) -> tuple[dict[str, LatencyStats], float]:
-    """Time many models in ``rounds`` interleaved passes; keep each model's least-disturbed round.
+@dataclass(frozen=True, slots=True)
+class RelativeTiming:
+    """One model's latency measured against an interleaved reference model.
 
-    ``models`` maps a key to ``(model, input_shape)``. Every pass times every model, in a new seeded
-    order, with the protocol of :func:`measure_latency`; the pass with the lowest median is kept. Interleaving
-    spreads a burst of load from other processes over all models instead of biasing one, and
-    the minimum over passes estimates the latency of an otherwise idle machine. Returns the
-    stats per key and the median ratio (slowest / fastest round median), a measure of the noise.
+    ``ratio`` is the median over paired blocks of (model block median / adjacent reference block
+    median); ``median_ms`` is ``ratio`` times the reference's median over the whole session, i.e.
+    the model's latency at the session's typical machine speed; ``raw_median_ms`` is the plain
+    median of the model's own runs, for comparison.
+    """
+
+    ratio: float
+    ratio_p10: float
+    ratio_p90: float
+    median_ms: float
+    raw_median_ms: float
+    blocks: int
+
+    def to_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class TimingSession:
+    """What :func:`measure_latencies` measured: per-model timings plus how the machine behaved."""
+
+    timings: dict[str, RelativeTiming]
+    reference_ms: float  # median of every reference run in the session
+    machine_spread: float  # p90 / p10 of the reference's block medians: how much the machine's speed moved
+
+    def __getitem__(self, key: str) -> RelativeTiming:
+        return self.timings[key]
+
+
+def measure_latencies(models: Mapping[str, tuple[Path | bytes, tuple[int, ...]]],
+                      reference: tuple[Path | bytes, tuple[int, ...]], *, rounds: int = 5, threads: int = 1,
+                      warmup: int = 10, repeats: int = 50, block: int = 5, seed: int = 0,
+                      progress: Callable[[str, int, int], None] | None = None) -> TimingSession:
+    """Time many models against one reference model that runs interleaved with each of them.
+
+    ``models`` maps a key to ``(model, input_shape)``. A shared or virtualised CPU changes speed
+    by up to 1.6x over tenths of a second (measured on the dev VM), so a model's plain median
+    depends on *when* it was timed: two sessions agreed within ±10 % on only half of 240
+    subnets. The speed change hits the model and a reference timed a few milliseconds apart
+    alike, so their ratio is stable (the same 240 subnets agreed within ±5 % on all of them).
+    Protocol: ``rounds`` passes over all models in a new seeded order each; in each pass a model
+    gets ``warmup`` untimed runs, then ``repeats`` timed runs in blocks of ``block``, each
+    block preceded by a block of reference runs; a block's statistic is its median (the first,
+    cache-cold run of a block does not move it).
     """
     _check(warmup, repeats, rounds)
+    if block < 1 or repeats % block:
+        raise ConfigError(f"`repeats` ({repeats}) must be a positive multiple of `block` ({block}).")
+    ref_sess = session(reference[0], threads=threads)
+    ref_feeds = _feeds(ref_sess, reference[1], seed)
     sessions = {}
     for key, (model, shape) in models.items():
         sess = session(model, threads=threads)
         sessions[key] = (sess, _feeds(sess, shape, seed))
-    best: dict[str, LatencyStats] = {}
-    worst: dict[str, float] = {}
+    for _ in range(warmup):
+        ref_sess.run(None, ref_feeds)
+    n_blocks = repeats // block
+    ratios: dict[str, list[float]] = {k: [] for k in sessions}
+    raw: dict[str, list[float]] = {k: [] for k in sessions}
+    ref_runs: list[float] = []
+    ref_blocks: list[float] = []
+    tm = np.empty(block)
+    tr = np.empty(block)
+    clock = time.perf_counter
     total, done = rounds * len(sessions), 0
     keys = list(sessions)
     order_rng = np.random.default_rng(seed)
@@ -161,12 +211,32 @@ def measure_latencies(models: Mapping[str, tuple[Path | bytes, tuple[int, ...]]]
         for i in order_rng.permutation(len(keys)):  # a new order each pass: no model always in one phase
             key = keys[i]
             sess, feeds = sessions[key]
-            stats = _time(sess, feeds, warmup, repeats, threads)
-            if key not in best or stats.median_ms < best[key].median_ms:
-                best[key] = stats
-            worst[key] = max(worst.get(key, 0.0), stats.median_ms)
+            for _ in range(warmup):
+                sess.run(None, feeds)
+            for _ in range(n_blocks):
+                for j in range(block):
+                    t0 = clock()
+                    ref_sess.run(None, ref_feeds)
+                    tr[j] = clock() - t0
+                for j in range(block):
+                    t0 = clock()
+                    sess.run(None, feeds)
+                    tm[j] = clock() - t0
+                r_med = float(np.median(tr))
+                ratios[key].append(float(np.median(tm)) / r_med)
+                raw[key].extend(tm.tolist())
+                ref_runs.extend(tr.tolist())
+                ref_blocks.append(r_med)
             done += 1
             if progress is not None:
                 progress("timing", done, total)
-    spread = float(np.median([worst[k] / best[k].median_ms for k in best])) if best else 1.0
-    return best, spread
+    reference_ms = 1e3 * float(np.median(ref_runs)) if ref_runs else float("nan")
+    timings = {}
+    for key in keys:
+        r = np.asarray(ratios[key])
+        ratio = float(np.median(r))
+        timings[key] = RelativeTiming(ratio=ratio, ratio_p10=float(np.percentile(r, 10)),
+                                      ratio_p90=float(np.percentile(r, 90)), median_ms=ratio * reference_ms,
+                                      raw_median_ms=1e3 * float(np.median(raw[key])), blocks=len(r))
+    spread = float(np.percentile(ref_blocks, 90) / np.percentile(ref_blocks, 10)) if ref_blocks else 1.0
+    return TimingSession(timings, reference_ms, spread)

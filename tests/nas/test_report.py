@@ -64,7 +64,7 @@ def test_report_is_one_offline_html_file_with_every_section(two_runs, report):
     for section in ("overview", "fronts", "hypervolume", "predictors", "exported", "comparison"):
         assert f"id='{section}'" in page
     for text in ("Uniform-width baselines", "noise-ceiling τ (val vs test ranking) = 0.83",
-                 "held-out Kendall τ = 0.71", "held-out RMSE (accuracy points) = 1.2", "lut+linear", "digits test ("):
+                 "held-out Kendall τ = 0.71", "held-out RMSE (accuracy points) = 1.2", "block-lut", "digits test ("):
         assert text in page, text
     # the deployment command of every exported subnet, with its ONNX path filled in
     for sid in (p.name for p in (orin / "subnets").iterdir() if p.is_dir()):
@@ -100,7 +100,7 @@ def test_exported_subnets_of_another_device_get_host_predictions(two_runs):
     assert len(view.exported) == 2
     for e in view.exported:
         v = e["verify"]
-        assert v["device"] == "jetson-orin" and v["host_latency_predictor"]["method"] == "lut+linear"
+        assert v["device"] == "jetson-orin" and v["host_latency_predictor"]["method"] == "block-lut"
         assert v["predicted_host_latency_ms"] != pytest.approx(v["predicted_latency_ms"])
         assert v["predicted_host_latency_ms"] > 0
 

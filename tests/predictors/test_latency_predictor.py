@@ -17,8 +17,9 @@ from predictors import (
     reference_kernels,
     subnet_kernels,
 )
-from predictors.host_latency import cache_path
+from predictors.host_latency import HostLUTPredictor, cache_path
 from predictors.roofline import BYTES_PER_ELEMENT, RooflinePredictor, network_seconds
+from predictors.units import UnitTable
 from supernet.cnn import PRESETS
 
 TINY = PRESETS["tiny"]
@@ -91,14 +92,14 @@ def test_host_predictor_measures_then_reloads_identically(host_cache: tuple[Path
     files = list(folder.iterdir())
     assert [f.name for f in files] == [cache_path(folder, "host", TINY).name]
     doc = json.loads(files[0].read_text())
-    assert doc["format"] == "dynnas-latency-lut" and doc["format_version"] == 1
+    assert doc["format"] == "dynnas-latency-lut" and doc["format_version"] == 2
     assert doc["host"]["threads"] == 1 and doc["host"]["onnxruntime"]
     assert len(doc["lut"]) == 4 * 4 + 2  # every block at every width, plus stem and tail
     assert len(doc["calibration"]) == 8
 
     again = latency_predictor("host", TINY, cache_dir=folder)
     info = again.describe()
-    assert info["source"] == "cache" and info["method"] == "lut+linear"
+    assert info["source"] == "cache" and info["method"] == "block-lut"
     space = TINY.space()
     subnets = [space.sample(np.random.default_rng(s)) for s in range(25)]
     np.testing.assert_array_equal(again.predict_ms(subnets), first)
@@ -116,19 +117,19 @@ def test_host_cache_location_follows_dynnas_cache(host_cache: tuple[Path, np.nda
     assert latency_predictor("host", TINY).describe()["cache"] == str(target)
 
 
-@pytest.mark.parametrize("damage", ["not json", "other format", "old version", "missing lut entry", "negative",
+@pytest.mark.parametrize("damage", ["not json", "other format", "newer version", "missing lut entry", "negative",
                                     "other arch"])
 def test_damaged_host_cache_is_detected(host_cache: tuple[Path, np.ndarray], tmp_path: Path, damage: str) -> None:
     folder, _ = host_cache
     doc = json.loads(cache_path(folder, "host", TINY).read_text())
     if damage == "other format":
         doc["format"] = "something-else"
-    elif damage == "old version":
-        doc["format_version"] = 0
+    elif damage == "newer version":
+        doc["format_version"] = 99
     elif damage == "missing lut entry":
         doc["lut"].pop(sorted(doc["lut"])[0])
     elif damage == "negative":
-        doc["calibration"][0]["measured_ms"] = -1.0
+        doc["calibration"][0]["ratio"] = -1.0
     elif damage == "other arch":
         doc["arch_hash"] = "0" * 16
     path = cache_path(tmp_path, "host", TINY)
@@ -141,8 +142,29 @@ def test_cache_from_another_host_is_remeasured(host_cache: tuple[Path, np.ndarra
     folder, _ = host_cache
     doc = json.loads(cache_path(folder, "host", TINY).read_text())
     doc["host"]["cpu_model"] = "some other CPU"
+    doc["format_version"] = 1  # and of an older format: stale, not an error
     path = cache_path(tmp_path, "host", TINY)
     path.write_text(json.dumps(doc))
     pred = latency_predictor("host", TINY, cache_dir=tmp_path, n_calibration=4, rounds=1)
     assert pred.describe()["source"] == "measured"
     assert json.loads(path.read_text())["host"]["cpu_model"] != "some other CPU"
+
+
+def test_block_fit_recovers_an_additive_table_the_isolated_lut_misses(host_cache: tuple[Path, np.ndarray]) -> None:
+    """Calibration ratios made exactly additive from a table unlike the isolated LUT: the fit must
+    recover held-out subnets (what whole-subnet measurements teach beyond the isolated units)."""
+    folder, _ = host_cache
+    doc = json.loads(cache_path(folder, "host", TINY).read_text())
+    space = TINY.space()
+    rng = np.random.default_rng(3)
+    truth = UnitTable(0.2, rng.uniform(0.05, 0.3, size=(space.n_blocks, len(space.width_choices))))
+    subnets = space.sample_unique(rng, 40, [space.smallest(), space.largest()])
+    doc["calibration"] = [{"arch": space.format(s), "ratio": float(r)} for s, r in zip(subnets, truth(subnets),
+                                                                                      strict=True)]
+    pred = HostLUTPredictor(TINY, doc)
+    held_out = space.sample_unique(np.random.default_rng(4), 30, [])
+    rel = pred.predict_ratio(held_out) / truth(held_out) - 1
+    assert np.abs(rel).max() < 0.02
+    np.testing.assert_allclose(pred.predict_ms(held_out), pred.reference_ms * pred.predict_ratio(held_out))
+    q = pred.describe()["quality"]
+    assert q["loo_within_5pct"] == 1.0 and q["isolated_lut_rmse_pct"] > q["loo_rmse_pct"]

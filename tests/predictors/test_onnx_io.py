@@ -60,9 +60,14 @@ def test_unit_graphs_are_valid_and_time_in_rounds() -> None:
         data = chain_graph(ks, rng)
         onnx.checker.check_model(onnx.load_from_string(data), full_check=True)
         models[name] = (data, input_shape(ks[0]))
-    stats, spread = measure_latencies(models, rounds=2, warmup=1, repeats=5)
-    assert set(stats) == set(groups) == {"stem", "b0", "b1", "b2", "b3", "tail"}
-    assert all(s.median_ms > 0 for s in stats.values()) and spread >= 1.0
+    timed = measure_latencies(models, models["b3"], rounds=2, warmup=1, repeats=10, block=5)
+    assert set(timed.timings) == set(groups) == {"stem", "b0", "b1", "b2", "b3", "tail"}
+    assert all(t.median_ms > 0 and t.blocks == 4 for t in timed.timings.values()) and timed.machine_spread >= 1.0
+    # the reference against itself is 1 up to timing noise; every ms figure is ratio * reference
+    assert 0.7 < timed["b3"].ratio < 1.4
+    assert timed["stem"].median_ms == pytest.approx(timed["stem"].ratio * timed.reference_ms)
+    with pytest.raises(ConfigError, match="multiple of `block`"):
+        measure_latencies(models, models["b3"], repeats=7, block=5)
     # the whole subnet as one chain computes logits of the right shape
     whole = chain_graph(subnet_kernels(config, config.space().largest()), rng)
     assert run_onnx(whole, np.zeros((1, 1, 8, 8), np.float32)).shape == (1, 10)

@@ -1,12 +1,23 @@
 """Search quality: hypervolume of each algorithm at several budgets, relative to a reference front.
 
-For every algorithm, budget and seed one search runs (with the budget it would get from
-``dynnas search --budget``: NSGA-II sizes its population from it). Its final hypervolume is
-divided by the hypervolume of a *reference front*: the non-dominated union of long runs of every
-algorithm over several seeds, plus everything the benchmark runs found (so the ratio is <= 1),
-plus, when the space is small enough, the exact front from enumerating every subnet. All use
-the same hypervolume box (:class:`nas.pareto.HVBox` from the uniform-width subnets). Also
-reported: wall time and candidates per second.
+For every algorithm, budget and seed one search runs through the same code path as
+``dynnas search``: :func:`nas.problem.setup_problem` builds the problem (so the same predictors
+and the same hypervolume box, :class:`nas.pareto.HVBox` from the uniform-width subnets) and
+:func:`nas.driver.run_search` runs it (so NSGA-II sizes its population from the budget exactly as
+``--budget`` does, and the hypervolume is the driver's). The run of ``--seeds S`` at budget ``B``
+is therefore the search of ``dynnas search --device D --algorithm A --budget B --seed S`` and its
+``hypervolume`` equals that run.json's ``hypervolume[A]`` (tests/nas/test_search_quality.py
+checks this). One deliberate difference: the benchmark fits the predictors once, with
+``--seed`` (default 0), and keeps that problem for every search seed, whereas the CLI's
+``--seed`` seeds both; they coincide when the predictor seed equals the search seed, and on the
+shipped supernet also otherwise (seeds 0-2 all select ridge-pairwise, which is refitted on all
+data without randomness, so the predictions and the box do not depend on the seed).
+
+Each final hypervolume is divided by the hypervolume of a *reference front*: the non-dominated
+union of long runs of every algorithm over several seeds, plus everything the benchmark runs
+found (so the ratio is <= 1), plus, when the space is small enough, the exact front from
+enumerating every subnet. Also reported: wall time and candidates per second. Progress goes
+to stdout: one line per finished run, and one every ``--progress-s`` seconds within long runs.
 
 Examples::
 
@@ -21,6 +32,7 @@ import argparse
 import json
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +60,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--bn", default="recal", help="BN mode of the accuracy data: recal or switchable")
     p.add_argument("--accuracy-samples", type=int, default=400, help="subnets measured if no accuracy cache exists")
     p.add_argument("--seed", type=int, default=0, help="seed of the predictors (accuracy model selection)")
+    p.add_argument("--progress-s", type=float, default=30.0, help="print a progress line this often within a run")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "search_quality.json")
     return p.parse_args(argv)
 
@@ -62,12 +75,30 @@ def stats(values: list[float]) -> dict[str, Any]:
             "min": float(a.min()), "max": float(a.max()), "per_seed": [float(v) for v in a]}
 
 
-def feasible_F(results: list[Any]) -> np.ndarray:
-    """Objectives ``(-acc, lat)`` of every feasible evaluation of some results."""
-    rows = [r.evaluations[r.evaluations["feasible"].astype(bool)] for r in results]
+def fronts_F(results: list[Any]) -> np.ndarray:
+    """Objectives ``(-acc, lat)`` of the Pareto rows of some results (as ``hypervolume_combined`` in run.json)."""
+    from nas.driver import pareto_rows
+
+    rows = [pareto_rows(r.evaluations) for r in results]
     if not rows:
         return np.zeros((0, 2))
     return np.vstack([np.column_stack([-d["accuracy"].to_numpy(float), d["latency_ms"].to_numpy(float)]) for d in rows])
+
+
+class Ticker:
+    """A ``run_search`` progress callback that prints a line at most every ``every_s`` seconds."""
+
+    def __init__(self, label: str, every_s: float) -> None:
+        self.label, self.every_s = label, every_s
+        self.start = self.last = time.perf_counter()
+
+    def __call__(self, algorithm: str, n_evals: int, budget: int, hypervolume: float) -> None:
+        now = time.perf_counter()
+        if self.every_s > 0 and now - self.last >= self.every_s and n_evals < budget:
+            self.last = now
+            rate = n_evals / max(now - self.start, 1e-9)
+            print(f"    ... {self.label}: {n_evals}/{budget} evals, HV {hypervolume:.4f}, {now - self.start:.0f}s, "
+                  f"{rate:.1f} evals/s", flush=True)
 
 
 def exhaustive_F(problem: Any, batch: int = 20_000) -> np.ndarray:
@@ -77,9 +108,12 @@ def exhaustive_F(problem: Any, batch: int = 20_000) -> np.ndarray:
     space = problem.space
     out = []
     combos = itertools.product(*[range(c) for c in space.cardinalities])
+    done, start = 0, time.perf_counter()
     while chunk := list(itertools.islice(combos, batch)):
         ev = problem.evaluate([space.decode(c) for c in chunk])
         out.append(ev.F[ev.feasible])
+        done += len(chunk)
+        print(f"    ... exhaustive: {done}/{space.size} subnets, {time.perf_counter() - start:.0f}s", flush=True)
     return np.vstack(out)
 
 
@@ -115,17 +149,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="dynnas-sq-") as tmp:
         for alg in algorithms:
             for s in ref_seeds:
-                r = run_search(problem, alg, args.reference_budget, s, Path(tmp) / f"ref-{alg}-{s}")
+                r = run_search(problem, alg, args.reference_budget, s, Path(tmp) / f"ref-{alg}-{s}",
+                               Ticker(f"reference {alg} seed {s}", args.progress_s))
                 reference.append(r)
                 print(f"reference {alg} seed {s}: HV {r.hypervolume:.4f} in {r.seconds:.1f}s", flush=True)
             for b in budgets:
                 for s in seeds:
-                    r = run_search(problem, alg, b, s, Path(tmp) / f"{alg}-{b}-{s}")
+                    r = run_search(problem, alg, b, s, Path(tmp) / f"{alg}-{b}-{s}",
+                                   Ticker(f"{alg} budget {b} seed {s}", args.progress_s))
                     runs[(alg, b, s)] = r
                     print(f"{alg:>7} budget {b:>5} seed {s}: HV {r.hypervolume:.4f}, {r.seconds:.1f}s, "
                           f"{r.n_evals / max(r.seconds, 1e-9):.0f} evals/s", flush=True)
 
-    parts = [feasible_F(reference), feasible_F(list(runs.values()))]
+    parts = [fronts_F(reference), fronts_F(list(runs.values()))]
     exhaustive = problem.space.size <= args.exhaustive_limit
     if exhaustive:
         parts.append(exhaustive_F(problem))
@@ -152,6 +188,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "command": "python benchmarks/search_quality.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "device": profile.name,
+        # the run of (algorithm A, budget B, seed S) is this CLI search; its run.json hypervolume[A] equals
+        # results[A][B].hypervolume.per_seed[i] (same predictors when --seed == S; see the module docstring)
+        "cli_equivalent": ("dynnas search --device " + args.device
+                           + (f" --supernet {args.supernet}" if args.supernet is not None else "")
+                           + f" --bn {args.bn} --algorithm A --budget B --seed S --top 0"
+                           + (f" --latency-budget {args.latency_budget:g}" if args.latency_budget is not None else "")),
         "supernet": {"path": str(file.resolve()), "sha256": sha256(file), "space_size": problem.space.size},
         "predictors": {"accuracy": problem.accuracy.quality, "latency": problem.latency.describe()},
         "hv_reference": box.to_dict(),

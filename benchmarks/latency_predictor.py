@@ -118,6 +118,8 @@ def bench_host(args: argparse.Namespace) -> dict[str, Any]:
             "what": "two timing sessions of the same held-out subnets against each other",
             "within_10pct": within(retest_ms, measured, 10),
             "within_5pct": within(retest_ms, measured, 5),
+            "ratio_within_10pct": within(np.array([second[a].ratio for a in archs]), measured_ratio, 10),
+            "ratio_within_5pct": within(np.array([second[a].ratio for a in archs]), measured_ratio, 5),
             "raw_median_within_10pct": within(raw[1], raw[0], 10),
             "raw_median_within_5pct": within(raw[1], raw[0], 5),
             "predicted_vs_second_within_10pct": within(predicted, retest_ms, 10),

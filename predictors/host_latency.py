@@ -274,6 +274,28 @@ class HostLUTPredictor:
         }
 
 
+def measure_relative(pred: HostLUTPredictor, supernet: CNNSupernet, model: Path | bytes, *, rounds: int = 5,
+                     seed: int = 0) -> dict[str, Any]:
+    """Time one exported model with the host predictor's own protocol, against its reference subnet.
+
+    ``at_calibration_speed_ms`` (ratio x the reference's latency when the predictor was built) is
+    the figure to compare with ``pred.predict_ms``: a plain median also carries the machine's
+    momentary speed, which on a shared VM moves it by tens of percent.
+    """
+    ref = pred.space.parse(pred.doc["reference"]["arch"])
+    c = supernet.config
+    example = torch.zeros(1, c.in_channels, c.resolution, c.resolution)
+    shape = tuple(example.shape)
+    timed = measure_latencies({"model": (model, shape)}, (onnx_bytes(extract(supernet, ref), example), shape),
+                              rounds=rounds, seed=seed)
+    t = timed["model"]
+    return {"ratio": t.ratio, "reference_arch": pred.doc["reference"]["arch"],
+            "reference_ms_at_calibration": pred.reference_ms, "at_calibration_speed_ms": t.ratio * pred.reference_ms,
+            "at_calibration_speed_p10_ms": t.ratio_p10 * pred.reference_ms,
+            "at_calibration_speed_p90_ms": t.ratio_p90 * pred.reference_ms,
+            "session_ms": t.median_ms, "machine_spread": timed.machine_spread, "rounds": rounds}
+
+
 def cache_path(cache_dir: Path, device: str, arch_config: CNNConfig) -> Path:
     return Path(cache_dir) / f"{device}-{arch_config.family}-{arch_hash(arch_config)}.json"
 

@@ -120,6 +120,10 @@ def test_export_writes_self_contained_verified_subnets(exported, tiny_supernet_p
         lat = ver["host_latency_ms"]
         assert lat["repeats"] >= 50 and lat["threads"] == 1 and lat["batch"] == 1
         assert 0 < lat["p10_ms"] <= lat["median_ms"] <= lat["p90_ms"]
+        rel = ver["host_latency_relative"]  # timed against the host predictor's reference subnet
+        assert rel["ratio"] > 0 and rel["reference_arch"]
+        assert rel["at_calibration_speed_ms"] == pytest.approx(rel["ratio"] * rel["reference_ms_at_calibration"])
+        assert rel["at_calibration_speed_p10_ms"] <= rel["at_calibration_speed_ms"] <= rel["at_calibration_speed_p90_ms"]
         row = front.set_index("subnet_id").loc[arch["subnet_id"]]
         assert ver["predicted_latency_ms"] == pytest.approx(row["latency_ms"])
         assert ver["predicted_accuracy"] == pytest.approx(row["accuracy"])

@@ -1,7 +1,9 @@
-"""Shared fixtures: a tiny supernet trained on digits once per test session (a few seconds)."""
+"""Shared fixtures: a tiny supernet trained on digits once per test session (a few seconds), and a
+private dynnas cache folder so tests never read or write the user's ``~/.cache/dynnas``."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,16 @@ from supernet.data import ImageData, load_dataset
 from supernet.train import TrainConfig, Trainer
 
 torch.set_num_threads(1)  # tests are tiny; one thread avoids oversubscribing a shared CPU
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """``$DYNNAS_CACHE`` for the whole session, set before any other fixture runs (host latency is
+    measured once per session)."""
+    folder = tmp_path_factory.getbasetemp() / "dynnas-cache"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DYNNAS_CACHE", str(folder))
+        yield folder
 
 
 @pytest.fixture(scope="session")

@@ -17,50 +17,16 @@ from nas.cli import app
 from nas.driver import EVAL_COLUMNS, HISTORY_COLUMNS
 from nas.pareto import non_dominated
 from nas.runfolder import PARETO_COLUMNS, NoRunError, load_run
-from predictors import load_or_collect_accuracy
-from supernet.checkpoint import load_supernet, sha256
+from supernet.checkpoint import sha256
 from supernet.errors import CheckpointError
+from tests.cli import fails_cleanly, ok
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def sn(tmp_path_factory, tiny_supernet_path, digits) -> Path:
-    """A private copy of the tiny supernet with its accuracy data (switchable BN) cached beside it."""
-    path = tmp_path_factory.mktemp("cli_search") / "supernet.safetensors"
-    shutil.copy(tiny_supernet_path, path)
-    model, meta = load_supernet(path)
-    load_or_collect_accuracy(path, model, meta, digits, n_samples=32, bn="switchable", seed=0)
-    return path
-
-
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path_factory, monkeypatch):
-    """Latency caches (the host LUT built by export) go to a per-session temp folder, not ~/.cache."""
-    monkeypatch.setenv("DYNNAS_CACHE", str(tmp_path_factory.getbasetemp() / "dynnas-cache"))
 
 
 def search(sn: Path, out: Path, *extra: str) -> list[str]:
     return ["search", "--device", "jetson-orin", "--supernet", str(sn), "--bn", "switchable",
             "--accuracy-samples", "32", "--out", str(out), *extra]
-
-
-def ok(args: list[str]) -> str:
-    res = runner.invoke(app, args)
-    assert res.exit_code == 0, res.output
-    return res.output
-
-
-def fails_cleanly(args: list[str], match: str) -> str:
-    """Exit 2 with exactly one ``error: …`` line, the last on stderr (progress lines may precede it)."""
-    res = runner.invoke(app, args)
-    assert res.exit_code == 2, res.output
-    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
-    errors = [ln for ln in lines if ln.startswith("error: ")]
-    assert len(errors) == 1 and lines[-1] == errors[0], res.stderr
-    assert "Traceback" not in res.output
-    assert match in errors[0], errors[0]
-    return errors[0]
 
 
 def leftovers(out: Path) -> list[str]:

@@ -6,18 +6,9 @@ import pytest
 from typer.testing import CliRunner
 
 from nas.cli import app
+from tests.cli import fails_cleanly
 
 runner = CliRunner()
-
-
-def _fails_cleanly(args: list[str], match: str) -> str:
-    res = runner.invoke(app, args)
-    assert res.exit_code == 2, res.output
-    err = res.stderr.strip()
-    assert err.startswith("error: ") and "\n" not in err, err
-    assert "Traceback" not in res.output
-    assert match in err, err
-    return err
 
 
 @pytest.mark.parametrize("args, match", [
@@ -38,18 +29,18 @@ def test_train_bad_input(tmp_path, args, match):
 
         if torch.cuda.is_available():
             pytest.skip("CUDA is present here")
-    _fails_cleanly(["train", "--out", str(out), *args], match)
+    fails_cleanly(["train", "--out", str(out), *args], match)
     assert not out.exists()  # nothing half-written
 
 
 def test_train_out_not_writable(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    _fails_cleanly(["train", "--out", str(blocker / "run")], "not writable")
+    fails_cleanly(["train", "--out", str(blocker / "run")], "not writable")
 
 
 def test_resume_errors(tmp_path):
-    _fails_cleanly(["train", "--out", str(tmp_path), "--resume"], "no checkpoint")
+    fails_cleanly(["train", "--out", str(tmp_path), "--resume"], "no checkpoint")
 
 
 def test_resume_other_width_set(tmp_path, tiny_run):
@@ -58,7 +49,7 @@ def test_resume_other_width_set(tmp_path, tiny_run):
 
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
-    _fails_cleanly(["train", "--out", str(run), "--resume", "--preset", "cifar-default", "--dataset", "digits"],
+    fails_cleanly(["train", "--out", str(run), "--resume", "--preset", "cifar-default", "--dataset", "digits"],
                    "expects")  # digits cannot feed the CIFAR net: refused before touching the checkpoint
 
 
@@ -71,6 +62,6 @@ def test_train_and_eval_succeed(tmp_path):
     res = runner.invoke(app, ["eval", "--supernet", str(out), "--bn", "switchable", "--split", "val"])
     assert res.exit_code == 0, res.output
     assert "0.25" in res.output and "accuracy" in res.output
-    _fails_cleanly(["train", "--out", str(out), "--epochs", "1"], "--resume")
-    _fails_cleanly(["eval", "--supernet", str(out), "--bn", "magic"], "--bn must be one of")
-    _fails_cleanly(["eval", "--supernet", str(tmp_path / "nope.safetensors")], "does not exist")
+    fails_cleanly(["train", "--out", str(out), "--epochs", "1"], "--resume")
+    fails_cleanly(["eval", "--supernet", str(out), "--bn", "magic"], "--bn must be one of")
+    fails_cleanly(["eval", "--supernet", str(tmp_path / "nope.safetensors")], "does not exist")

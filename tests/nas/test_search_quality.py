@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -18,8 +17,6 @@ from typer.testing import CliRunner
 
 from nas.algorithms import ALGORITHMS
 from nas.cli import app
-from predictors import load_or_collect_accuracy
-from supernet.checkpoint import load_supernet
 
 ROOT = Path(__file__).resolve().parents[2]
 BUDGET = 12  # NSGA-II population 10: one generation plus two offspring
@@ -30,21 +27,6 @@ def load_benchmark():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-@pytest.fixture(scope="module")
-def sn(tmp_path_factory, tiny_supernet_path, digits) -> Path:
-    """A private copy of the tiny supernet with its accuracy data (switchable BN) cached beside it."""
-    path = tmp_path_factory.mktemp("search_quality") / "supernet.safetensors"
-    shutil.copy(tiny_supernet_path, path)
-    model, meta = load_supernet(path)
-    load_or_collect_accuracy(path, model, meta, digits, n_samples=32, bn="switchable", seed=0)
-    return path
-
-
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("DYNNAS_CACHE", str(tmp_path_factory.getbasetemp() / "dynnas-cache"))
 
 
 def test_benchmark_and_cli_report_the_same_hypervolume(sn, tmp_path):

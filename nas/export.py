@@ -233,6 +233,7 @@ def export_subnets(run_dir: Path, top_k: int = 5, *, supernet_path: Path | None 
                     "predicted_accuracy": verify["predicted_accuracy"], "onnx_accuracy": verify["onnx_accuracy"],
                     "predicted_latency_ms": verify["predicted_latency_ms"],
                     "host_latency_ms": verify["host_latency_ms"]["median_ms"],
+                    "host_latency_relative_ms": verify["host_latency_relative"]["at_calibration_speed_ms"],
                     "max_abs_logit_diff": verify["max_abs_logit_diff"], "eval_set": eval_set})
     run["exported"] = [o["subnet_id"] for o in out]
     write_run_json(run_dir, {k: v for k, v in run.items() if k not in ("format", "format_version")})

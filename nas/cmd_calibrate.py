@@ -28,7 +28,8 @@ def calibrate(
     """Write `<stem>.accuracy.json` (predictor data) and `<stem>.sample.npz` beside a supernet.
 
     Searches then need no dataset: the accuracy predictor is fitted on the cached data, and
-    exports are checked on the sample when the dataset is absent.
+    exports are checked on the sample when the dataset is absent. Existing data with fewer
+    than --samples subnets (same seed) is topped up: only the missing subnets are measured.
     """
     from nas.progress import console, make_progress
     from predictors import load_or_collect_accuracy
@@ -51,7 +52,7 @@ def calibrate(
             bar.update(task, description=what, completed=done, total=total)
 
         predictor, acc = load_or_collect_accuracy(file, model, meta, data, n_samples=samples, n_ceiling=ceiling, bn=bn, seed=seed,
-                                                  progress=progress)
+                                                  progress=progress, extend=True)
     save_sample(sample_path(file), data, n_test=sample_test, n_calib=sample_calib, seed=seed)
     q = predictor.quality
     console.print(f"accuracy data: {len(acc.records)} subnets; held-out Kendall tau {q['heldout_tau']:.3f}, "

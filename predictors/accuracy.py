@@ -122,8 +122,13 @@ def sample_subnets(space: SearchSpace, n: int, seed: int) -> list[SubnetConfig]:
 
 def collect_accuracy_data(supernet: nn.Module, data: ImageData, *, n_samples: int = 400, n_ceiling: int = 100,
                           bn: str = "recal", seed: int = 0, progress: Progress | None = None,
-                          n_recal_batches: int = 10, supernet_sha256: str | None = None) -> AccuracyData:
+                          n_recal_batches: int = 10, supernet_sha256: str | None = None,
+                          existing: AccuracyData | None = None) -> AccuracyData:
     """Measure ``n_samples`` subnets on the validation split (the first ``n_ceiling`` on test too).
+
+    With ``existing`` data of the same sampling seed, BN mode and recalibration, only the
+    subnets it lacks are measured: the sample is a prefix-stable sequence and each subnet's
+    recalibration depends only on ``seed``, so the result equals measuring all ``n_samples``.
 
     Each subnet is scored as :func:`supernet.evaluate.subnet_accuracy` does: extracted, its BN
     statistics recalibrated on ``n_recal_batches`` seeded training batches when ``bn="recal"``,
@@ -137,8 +142,12 @@ def collect_accuracy_data(supernet: nn.Module, data: ImageData, *, n_samples: in
         raise DatasetError(f"dataset '{data.spec}' has an empty validation split; accuracy data needs one.")
     space: SearchSpace = supernet.space
     subnets = sample_subnets(space, n_samples, seed)
+    done = {r["arch"]: r for r in existing.records} if existing is not None else {}
     records = []
     for i, s in enumerate(subnets):
+        if space.format(s) in done:
+            records.append(done[space.format(s)])
+            continue
         if bn == "recal":
             model = subnet_model(supernet, s, data, "recal", n_batches=n_recal_batches, seed=seed)
             val = accuracy(model, data.x_val, data.y_val)
@@ -165,6 +174,8 @@ def collect_accuracy_data(supernet: nn.Module, data: ImageData, *, n_samples: in
         "dataset": {"spec": data.spec, "val": int(len(data.y_val)), "test": int(len(data.y_test))},
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+    if existing is not None:
+        meta["extended_from"] = {"n_samples": len(existing.records), "created": existing.meta.get("created")}
     return AccuracyData(meta, records)
 
 
@@ -315,13 +326,16 @@ def _usable(path: Path, sha: str, bn: str) -> AccuracyData | None:
 
 def load_or_collect_accuracy(supernet_path: Path | str, supernet: nn.Module, meta: dict[str, Any],
                              data: ImageData | None, *, n_samples: int = 400, n_ceiling: int = 100, bn: str = "recal",
-                             seed: int = 0, progress: Progress | None = None) -> tuple[AccuracyPredictor, AccuracyData]:
+                             seed: int = 0, progress: Progress | None = None,
+                             extend: bool = False) -> tuple[AccuracyPredictor, AccuracyData]:
     """The fitted accuracy predictor of a supernet, from its cached accuracy data or measured now.
 
     The cache beside the supernet (:func:`accuracy_data_path`), else the one under
     ``$DYNNAS_CACHE/accuracy``, is used when its sha256 and BN mode match; otherwise the
     subnets are measured on ``data`` and the cache is written beside the supernet (or to the
-    user cache when that folder is read-only). A corrupt cache raises
+    user cache when that folder is read-only). With ``extend``, usable cached data with fewer than
+    ``n_samples`` records, measured with the same seed and recalibration, is topped up to
+    ``n_samples`` (only the new subnets are measured). A corrupt cache raises
     :class:`PredictorCacheError`.
     """
     file = Path(supernet_path)
@@ -332,12 +346,14 @@ def load_or_collect_accuracy(supernet_path: Path | str, supernet: nn.Module, met
     sha = sha256(file)
     beside, fallback = accuracy_data_path(file), _fallback_path(sha)
     acc = _usable(beside, sha, bn) or _usable(fallback, sha, bn)
-    if acc is None:
+    short = (extend and acc is not None and len(acc.records) < n_samples and acc.meta.get("seed") == seed
+             and acc.meta.get("n_recal_batches") == (10 if bn == "recal" else 0))
+    if acc is None or short:
         if data is None:
             raise DatasetError(f"no accuracy data for supernet '{file}' (sha256 {sha[:12]}, bn={bn}) at '{beside}', "
                                "and no dataset to measure it on; pass --dataset, or restore the .accuracy.json file.")
         acc = collect_accuracy_data(supernet, data, n_samples=n_samples, n_ceiling=n_ceiling, bn=bn, seed=seed,
-                                    progress=progress, supernet_sha256=sha)
+                                    progress=progress, supernet_sha256=sha, existing=acc if short else None)
         acc.meta["supernet_file"] = file.name
         acc.meta["dataset"]["supernet_dataset"] = (meta.get("dataset") or {}).get("spec")
         _write(acc, beside, fallback)

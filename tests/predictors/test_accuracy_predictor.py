@@ -132,3 +132,20 @@ def test_load_or_collect_caches_beside_the_supernet(tiny_supernet_path: Path, di
     cache.write_text("{")
     with pytest.raises(PredictorCacheError, match="corrupt"):
         load_or_collect_accuracy(path, model, meta, None, bn="switchable")
+
+
+def test_extend_tops_up_to_exactly_what_one_larger_collection_measures(tiny_supernet_path: Path, digits: ImageData,
+                                                                       tmp_path: Path) -> None:
+    path = tmp_path / "net.safetensors"
+    shutil.copy(tiny_supernet_path, path)
+    model, meta = load_supernet(path)
+    _, small = load_or_collect_accuracy(path, model, meta, digits, n_samples=12, n_ceiling=4, bn="recal", seed=3)
+    # a search (extend off) keeps the cached 12 even when asked for more
+    _, same = load_or_collect_accuracy(path, model, meta, digits, n_samples=20, n_ceiling=4, bn="recal", seed=3)
+    assert same.records == small.records
+    _, grown = load_or_collect_accuracy(path, model, meta, digits, n_samples=20, n_ceiling=4, bn="recal", seed=3,
+                                        extend=True)
+    direct = collect_accuracy_data(model, digits, n_samples=20, n_ceiling=4, bn="recal", seed=3)
+    assert grown.records[:12] == small.records and grown.records == direct.records
+    assert grown.meta["extended_from"]["n_samples"] == 12
+    assert json.loads((tmp_path / "net.accuracy.json").read_text())["records"] == direct.records

@@ -232,6 +232,16 @@ def latency_description(run: dict[str, Any]) -> str:
     return "; ".join(f"{k}: {_fmt(v)}" for k, v in flat.items() if v is not None)
 
 
+def host_predictor_description(view: RunView) -> str:
+    """Method and calibration quality of the host predictor the exports were compared with ('' if none)."""
+    how = next((e["verify"].get("host_latency_predictor") for e in view.exported
+                if isinstance(e["verify"].get("host_latency_predictor"), dict)), None)
+    if not how or not isinstance(how.get("quality"), dict):
+        return ""
+    return "; ".join(f"{k}: {_fmt(v)}" for k, v in {"method": how.get("method"), **how["quality"]}.items()
+                     if v is not None and not isinstance(v, dict | list))
+
+
 def measured_points(views: list[RunView]) -> pd.DataFrame:
     rows = []
     for v in views:
@@ -360,8 +370,11 @@ def render(views: list[RunView]) -> str:
     parts.append("<h2 id='predictors'>Predicted against measured</h2>")
     for v in views:
         figures = accuracy_quality(v.run)
+        host = host_predictor_description(v)
         parts.append(f"<p><b>{esc(v.title)}</b> — accuracy predictor: {esc(figures or 'no quality figures stored')}"
-                     f"<br>latency predictor: {esc(latency_description(v.run) or 'not described')}</p>")
+                     f"<br>latency predictor: {esc(latency_description(v.run) or 'not described')}"
+                     + (f"<br>host latency predictor (for the measured comparison): {esc(host)}" if host else "")
+                     + "</p>")
     points = measured_points(views)
     if points.empty:
         parts.append("<p class='note'>No exported subnets yet: run <code>dynnas export DIR</code> to measure "

@@ -64,7 +64,9 @@ def test_report_is_one_offline_html_file_with_every_section(two_runs, report):
     for section in ("overview", "fronts", "hypervolume", "predictors", "exported", "comparison"):
         assert f"id='{section}'" in page
     for text in ("Uniform-width baselines", "noise-ceiling τ (val vs test ranking) = 0.83",
-                 "held-out Kendall τ = 0.71", "held-out RMSE (accuracy points) = 1.2", "block-lut", "digits test ("):
+                 "held-out Kendall τ = 0.71", "held-out RMSE (accuracy points) = 1.2", "block-lut", "digits test (",
+                 "host latency predictor (for the measured comparison): method: block-lut;", "loo_within_10pct: ",
+                 "n_calibration: 6</p>"):
         assert text in page, text
     # the deployment command of every exported subnet, with its ONNX path filled in
     for sid in (p.name for p in (orin / "subnets").iterdir() if p.is_dir()):

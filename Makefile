@@ -10,6 +10,7 @@ SEED    ?= 0
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
+	@test ! -L $(VENV) || { echo "error: $(VENV) is a symlink to another checkout's venv; installing here would point its editable install at this checkout. Pass VENV=<a folder of its own>." >&2; exit 2; }
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q torch==2.13.0

@@ -35,11 +35,9 @@ import torch
 
 from hw_profiles import load_profile
 from predictors import kendall_tau, latency_predictor, measure_latencies, reference_kernels, rmse, within
-from predictors.onnx_io import onnx_bytes
+from predictors.host_latency import subnet_onnx
 from supernet.checkpoint import write_json
 from supernet.cnn import PRESETS, CNNSupernet
-from supernet.extract import extract
-from supernet.space import SubnetConfig
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -47,20 +45,6 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def _progress(stage: str, done: int, total: int) -> None:
     if done == total or done % max(1, total // 10) == 0:
         print(f"  {stage}: {done}/{total}", file=sys.stderr, flush=True)
-
-
-def held_out_subnets(space: Any, n: int, seed: int, exclude: set[str]) -> list[SubnetConfig]:
-    """``n`` seeded unique random subnets whose arch strings are not in ``exclude`` (bounded tries)."""
-    rng = np.random.default_rng(seed)
-    out: dict[str, SubnetConfig] = {}
-    for _ in range(100 * n):
-        if len(out) >= n:
-            break
-        s = space.sample(rng)
-        arch = space.format(s)
-        if arch not in exclude and arch not in out:
-            out[arch] = s
-    return list(out.values())
 
 
 def bench_host(args: argparse.Namespace) -> dict[str, Any]:
@@ -72,16 +56,15 @@ def bench_host(args: argparse.Namespace) -> dict[str, Any]:
     build_s = time.perf_counter() - t0
     info = pred.describe()
     calibration = {r["arch"] for r in pred.doc["calibration"]}
-    subnets = held_out_subnets(space, args.n, args.seed + 1000, calibration)
+    subnets = space.sample_unique(np.random.default_rng(args.seed + 1000), args.n,
+                                  exclude=[space.parse(a) for a in calibration])
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(args.seed)
         supernet = CNNSupernet(config)
-    example = torch.zeros(1, config.in_channels, config.resolution, config.resolution)
-    shape = tuple(example.shape)
-    reference = (onnx_bytes(extract(supernet, space.parse(pred.doc["reference"]["arch"])), example), shape)
+    reference = subnet_onnx(supernet, pred.reference)
     models = {}
     for i, s in enumerate(subnets):
-        models[space.format(s)] = (onnx_bytes(extract(supernet, s), example), shape)
+        models[space.format(s)] = subnet_onnx(supernet, s)
         _progress("exporting held-out subnets", i + 1, len(subnets))
     # Two independent timing sessions of the same held-out subnets: how far they agree is the
     # measurement's own noise, the ceiling for any predictor on this machine.

@@ -33,7 +33,7 @@ from torch import nn
 from nas.runfolder import PARETO_FILE, NoRunError, load_run, read_table, write_run_json
 from nas.verify import check_self_contained, verify_onnx
 from predictors import latency_predictor
-from predictors.host_latency import measure_relative
+from predictors.host_latency import measure_relative, subnet_onnx
 from predictors.onnx_io import INPUT_NAME, OPSET, OUTPUT_NAME, export_onnx
 from supernet.checkpoint import read_json, save_tensors, sha256, write_json
 from supernet.cnn import count_macs
@@ -149,11 +149,6 @@ def resolve_run_supernet(run_dir: Path, run: dict[str, Any],
     return model, meta, path, digest
 
 
-def _host_predictor(supernet: nn.Module, seed: int) -> Any:
-    """The host latency predictor of this supernet (measured on this machine once, then cached)."""
-    return latency_predictor("host", supernet.config, seed=seed)
-
-
 def _host_predictions(run: dict[str, Any], pred: Any, subs: list[SubnetConfig],
                       target_ms: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
     """Predicted host latency of ``subs``: the run's own predictions when it targeted the host,
@@ -191,7 +186,8 @@ def export_subnets(run_dir: Path, top_k: int = 5, *, supernet_path: Path | None 
             raise CheckpointMismatchError(f"pareto.csv gives subnet_id {sid} for '{space.format(sub)}' but this "
                                           f"supernet's space gives {space.subnet_id(sub)}; pass the run's supernet.")
     target = picks["latency_ms"].to_numpy(dtype=np.float64)
-    host = _host_predictor(supernet, seed)
+    host = latency_predictor("host", supernet.config, seed=seed)  # measured on this machine once, then cached
+    host_reference = subnet_onnx(supernet, host.reference)
     host_pred, host_how = _host_predictions(run, host, subs, target)
     root = run_dir / "subnets"
     root.mkdir(parents=True, exist_ok=True)
@@ -213,7 +209,8 @@ def export_subnets(run_dir: Path, top_k: int = 5, *, supernet_path: Path | None 
             record["files"]["onnx_sha256"] = sha256(tmp / "model.onnx")
             write_json(tmp / "arch.json", record)
             verify = verify_onnx(model, tmp / "model.onnx", data.x_test, data.y_test, eval_set, seed=seed)
-            verify["host_latency_relative"] = measure_relative(host, supernet, tmp / "model.onnx", seed=seed)
+            verify["host_latency_relative"] = measure_relative(host, host_reference, tmp / "model.onnx",
+                                                                 seed=seed)
             verify.update({
                 "device": str(run_setting(run, "device", "")),
                 "predicted_latency_ms": float(row.latency_ms),

@@ -222,24 +222,24 @@ def accuracy_quality(run: dict[str, Any]) -> str:
                      for k, label in QUALITY_LABELS.items() if k in q)
 
 
+def predictor_line(desc: dict[str, Any]) -> str:
+    """A predictor's ``describe()`` as one line: its scalar fields, then its quality figures."""
+    quality = desc.get("quality") if isinstance(desc.get("quality"), dict) else {}
+    flat = {**{k: v for k, v in desc.items() if not isinstance(v, dict | list)}, **quality}
+    return "; ".join(f"{k}: {_fmt(v)}" for k, v in flat.items() if v is not None and not isinstance(v, dict | list))
+
+
 def latency_description(run: dict[str, Any]) -> str:
     """The latency predictor's method and calibration quality, as one line."""
     lat = (run.get("predictors") or {}).get("latency", "")
-    if not isinstance(lat, dict):
-        return str(lat)
-    flat = {**{k: v for k, v in lat.items() if not isinstance(v, dict | list)},
-            **(lat.get("quality") if isinstance(lat.get("quality"), dict) else {})}
-    return "; ".join(f"{k}: {_fmt(v)}" for k, v in flat.items() if v is not None)
+    return predictor_line(lat) if isinstance(lat, dict) else str(lat)
 
 
 def host_predictor_description(view: RunView) -> str:
     """Method and calibration quality of the host predictor the exports were compared with ('' if none)."""
     how = next((e["verify"].get("host_latency_predictor") for e in view.exported
                 if isinstance(e["verify"].get("host_latency_predictor"), dict)), None)
-    if not how or not isinstance(how.get("quality"), dict):
-        return ""
-    return "; ".join(f"{k}: {_fmt(v)}" for k, v in {"method": how.get("method"), **how["quality"]}.items()
-                     if v is not None and not isinstance(v, dict | list))
+    return predictor_line(how) if how and isinstance(how.get("quality"), dict) else ""
 
 
 def measured_points(views: list[RunView]) -> pd.DataFrame:

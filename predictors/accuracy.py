@@ -44,6 +44,7 @@ from supernet.space import SearchSpace, SubnetConfig
 
 FORMAT = "dynnas-accuracy-data"
 FORMAT_VERSION = 1
+N_RECAL_BATCHES = 10  # training batches of 128 per BN recalibration
 Progress = Callable[[str, int, int], None]
 
 
@@ -122,7 +123,7 @@ def sample_subnets(space: SearchSpace, n: int, seed: int) -> list[SubnetConfig]:
 
 def collect_accuracy_data(supernet: nn.Module, data: ImageData, *, n_samples: int = 400, n_ceiling: int = 100,
                           bn: str = "recal", seed: int = 0, progress: Progress | None = None,
-                          n_recal_batches: int = 10, supernet_sha256: str | None = None,
+                          n_recal_batches: int = N_RECAL_BATCHES, supernet_sha256: str | None = None,
                           existing: AccuracyData | None = None) -> AccuracyData:
     """Measure ``n_samples`` subnets on the validation split (the first ``n_ceiling`` on test too).
 
@@ -347,7 +348,7 @@ def load_or_collect_accuracy(supernet_path: Path | str, supernet: nn.Module, met
     beside, fallback = accuracy_data_path(file), _fallback_path(sha)
     acc = _usable(beside, sha, bn) or _usable(fallback, sha, bn)
     short = (extend and acc is not None and len(acc.records) < n_samples and acc.meta.get("seed") == seed
-             and acc.meta.get("n_recal_batches") == (10 if bn == "recal" else 0))
+             and acc.meta.get("n_recal_batches") == (N_RECAL_BATCHES if bn == "recal" else 0))
     if acc is None or short:
         if data is None:
             raise DatasetError(f"no accuracy data for supernet '{file}' (sha256 {sha[:12]}, bn={bn}) at '{beside}', "

@@ -90,6 +90,13 @@ def reference_subnet(space: SearchSpace) -> SubnetConfig:
     return space.uniform((len(space.width_choices) - 1) // 2)
 
 
+def subnet_onnx(supernet: CNNSupernet, subnet: SubnetConfig) -> tuple[bytes, tuple[int, ...]]:
+    """A subnet as deployed (ONNX bytes) and its batch-1 input shape: what ``measure_latencies`` takes."""
+    c = supernet.config
+    example = torch.zeros(1, c.in_channels, c.resolution, c.resolution)
+    return onnx_bytes(extract(supernet, subnet), example), tuple(example.shape)
+
+
 def measure_host(device: str, arch_config: CNNConfig, *, seed: int = 0, n_calibration: int = 60, rounds: int = 5,
                  threads: int = 1, progress: Progress | None = None) -> dict[str, Any]:
     """Measure the LUT and the calibration subnets on this machine; return the cache document."""
@@ -104,13 +111,10 @@ def measure_host(device: str, arch_config: CNNConfig, *, seed: int = 0, n_calibr
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         supernet = CNNSupernet(arch_config)
-    c = arch_config
-    example = torch.zeros(1, c.in_channels, c.resolution, c.resolution)
-    shape = tuple(example.shape)
     ref = reference_subnet(space)
-    reference = (onnx_bytes(extract(supernet, ref), example), shape)
+    reference = subnet_onnx(supernet, ref)
     for i, s in enumerate(subnets):
-        models[f"subnet:{space.format(s)}"] = (onnx_bytes(extract(supernet, s), example), shape)
+        models[f"subnet:{space.format(s)}"] = subnet_onnx(supernet, s)
         if progress is not None:
             progress("exporting calibration subnets", i + 1, len(subnets))
     timed = measure_latencies(models, reference, rounds=rounds, threads=threads, seed=seed, progress=progress)
@@ -205,6 +209,7 @@ class HostLUTPredictor:
         self.cache_path = cache_path
         self.source = source
         self.space = arch_config.space()
+        self.reference = self.space.parse(doc["reference"]["arch"])
         self.reference_ms = float(doc["reference"]["ms"])
         null = float(doc["null"]["ratio"])
         self.lut = {k: max(float(e["ratio"]) - null, 0.0) for k, e in doc["lut"].items()}
@@ -274,22 +279,18 @@ class HostLUTPredictor:
         }
 
 
-def measure_relative(pred: HostLUTPredictor, supernet: CNNSupernet, model: Path | bytes, *, rounds: int = 5,
-                     seed: int = 0) -> dict[str, Any]:
+def measure_relative(pred: HostLUTPredictor, reference: tuple[bytes, tuple[int, ...]], model: Path | bytes, *,
+                     rounds: int = 5, seed: int = 0) -> dict[str, Any]:
     """Time one exported model with the host predictor's own protocol, against its reference subnet.
 
+    ``reference`` is ``subnet_onnx(supernet, pred.reference)`` (built once for many models).
     ``at_calibration_speed_ms`` (ratio x the reference's latency when the predictor was built) is
     the figure to compare with ``pred.predict_ms``: a plain median also carries the machine's
     momentary speed, which on a shared VM moves it by tens of percent.
     """
-    ref = pred.space.parse(pred.doc["reference"]["arch"])
-    c = supernet.config
-    example = torch.zeros(1, c.in_channels, c.resolution, c.resolution)
-    shape = tuple(example.shape)
-    timed = measure_latencies({"model": (model, shape)}, (onnx_bytes(extract(supernet, ref), example), shape),
-                              rounds=rounds, seed=seed)
+    timed = measure_latencies({"model": (model, reference[1])}, reference, rounds=rounds, seed=seed)
     t = timed["model"]
-    return {"ratio": t.ratio, "reference_arch": pred.doc["reference"]["arch"],
+    return {"ratio": t.ratio, "reference_arch": pred.space.format(pred.reference),
             "reference_ms_at_calibration": pred.reference_ms, "at_calibration_speed_ms": t.ratio * pred.reference_ms,
             "at_calibration_speed_p10_ms": t.ratio_p10 * pred.reference_ms,
             "at_calibration_speed_p90_ms": t.ratio_p90 * pred.reference_ms,
@@ -318,8 +319,8 @@ def host_predictor(device: str, arch_config: CNNConfig, cache_dir: Path, *, seed
                  and doc["format_version"] < FORMAT_VERSION)
         if not older:
             check_document(doc, path, device, arch_config)
-        if not older and doc["host"] == host_info(threads):
-            return HostLUTPredictor(arch_config, doc, cache_path=path, source="cache")
+            if doc["host"] == host_info(threads):
+                return HostLUTPredictor(arch_config, doc, cache_path=path, source="cache")
     doc = measure_host(device, arch_config, seed=seed, n_calibration=n_calibration, rounds=rounds, threads=threads,
                        progress=progress)
     predictor = HostLUTPredictor(arch_config, doc, cache_path=path, source="measured")

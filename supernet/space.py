@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -134,13 +135,15 @@ class SearchSpace:
         return self.make(widths.tolist(), exits.tolist(), tokens.tolist())
 
     def sample_unique(self, rng: np.random.Generator, n: int,
-                      first: tuple[SubnetConfig, ...] | list[SubnetConfig] = ()) -> list[SubnetConfig]:
-        """``first``, then distinct random subnets: ``n`` in all (fewer if the space is smaller).
+                      first: tuple[SubnetConfig, ...] | list[SubnetConfig] = (), *,
+                      exclude: Iterable[SubnetConfig] = ()) -> list[SubnetConfig]:
+        """``first``, then distinct random subnets not in ``exclude``: ``n`` in all (fewer if the
+        space is smaller).
 
         The number of draws is bounded, so a small space never loops forever.
         """
         picked = list(dict.fromkeys(first))
-        seen = set(picked)
+        seen = set(picked) | set(exclude)
         for _ in range(100 * n):
             if len(picked) >= min(n, self.size):
                 break

@@ -26,10 +26,17 @@ lint: setup
 demo: setup
 	$(BIN)/dynnas search --device jetson-orin --seed $(SEED) --overwrite --out runs/demo-jetson-orin
 
-# Reproduces the shipped default supernet (see README: "The shipped default").
+# Reproduces the shipped default supernet (see README: "The shipped default"): progressive shrinking,
+# then the exit heads on the frozen backbone, then the predictor data and the evaluation sample.
+CIFAR ?= ../shared/datasets/cifar10
 train-default: setup
-	$(BIN)/dynnas train --family cnn --dataset cifar10:../shared/datasets/cifar10 \
+	$(BIN)/dynnas train --family cnn --dataset cifar10:$(CIFAR) \
 	  --preset cifar-default --stage-epochs 4,2,2,2 --batch-size 128 --lr 0.1 --n-random 1 --seed 0 --out runs/cifar-default
+	$(BIN)/dynnas train --family cnn --dataset cifar10:$(CIFAR) --preset cifar-default \
+	  --init-from runs/cifar-default/supernet.safetensors --exit-epochs 4 --exit-route frozen \
+	  --batch-size 128 --lr 0.1 --n-random 1 --seed 0 --out runs/cifar-exits-frozen
+	$(BIN)/dynnas calibrate --supernet runs/cifar-exits-frozen/supernet.safetensors --dataset cifar10:$(CIFAR) \
+	  --samples 300 --ceiling 50 --recal-seeds 2 --seed 0
 
 clean:
 	rm -rf runs .pytest_cache

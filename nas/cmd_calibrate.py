@@ -13,7 +13,8 @@ from nas.errors import guarded
 
 @app.command(epilog="Examples:\n\n    dynnas calibrate --supernet runs/tiny\n\n"
              "    dynnas calibrate --supernet supernet/pretrained/cifar10-cnn.safetensors "
-             "--dataset cifar10:../shared/datasets/cifar10 --samples 400")
+             "--dataset cifar10:../shared/datasets/cifar10 --samples 400\n\n"
+             "    dynnas calibrate --supernet runs/tiny --recal-seeds 3 --max-accuracy-drops 0.5,1 --exit-criterion entropy")
 @guarded
 def calibrate(
     supernet: Annotated[Path, typer.Option(help="Supernet file or run folder.")],
@@ -23,6 +24,11 @@ def calibrate(
     bn: Annotated[str, typer.Option(help="BN statistics: recal or switchable.")] = "recal",
     sample_test: Annotated[int, typer.Option(help="Test images in the shipped evaluation sample.")] = 400,
     sample_calib: Annotated[int, typer.Option(help="Training images in the sample, for BN recalibration.")] = 256,
+    sample_val: Annotated[int, typer.Option(help="Validation images in the sample, for exit thresholds at export.")] = 1000,
+    recal_seeds: Annotated[int, typer.Option(help="BN recalibrations per subnet, averaged (label noise).")] = 2,
+    max_accuracy_drops: Annotated[str, typer.Option(help="Accuracy drops (points) to calibrate exit policies for, comma-separated.")] = "0.25,0.5,1,2",
+    exit_criterion: Annotated[str, typer.Option(help="Exit test: confidence (max softmax) or entropy.")] = "confidence",
+    exit_temperature: Annotated[bool, typer.Option(help="Fit a softmax temperature per exit on validation data first.")] = False,
     seed: SeedOpt = 0,
 ) -> None:
     """Write `<stem>.accuracy.json` (predictor data) and `<stem>.sample.npz` beside a supernet.
@@ -42,8 +48,22 @@ def calibrate(
         raise ConfigError(f"--bn must be one of {', '.join(BN_MODES)}, but got '{bn}'.")
     if samples <= 0:
         raise ConfigError(f"--samples must be > 0, but got {samples}.")
+    if recal_seeds < 1:
+        raise ConfigError(f"--recal-seeds must be >= 1, but got {recal_seeds}.")
+    from predictors.exit_policy import get_criterion
+    from supernet.checkpoint import ensure_writable
+
+    get_criterion(exit_criterion)
+    try:
+        drops = tuple(float(d) / 100 for d in max_accuracy_drops.split(",") if d.strip())
+    except ValueError:
+        raise ConfigError(f"--max-accuracy-drops must be comma-separated points like '0.25,0.5,1', but got "
+                          f"'{max_accuracy_drops}'.") from None
+    if not drops or any(not 0 <= d < 1 for d in drops):
+        raise ConfigError(f"--max-accuracy-drops must be points in [0, 100), but got '{max_accuracy_drops}'.")
     model, meta, path = resolve_supernet(supernet)
     file = path / "supernet.safetensors" if path.is_dir() else path
+    ensure_writable(file.parent)  # the sample is written beside the supernet: fail before measuring
     data = load_dataset(dataset or meta["dataset"]["spec"], resolution=int(meta["config"]["resolution"]))
     with make_progress() as bar:
         task = bar.add_task("evaluating subnets", total=None, info="")
@@ -52,9 +72,18 @@ def calibrate(
             bar.update(task, description=what, completed=done, total=total)
 
         predictor, acc = load_or_collect_accuracy(file, model, meta, data, n_samples=samples, n_ceiling=ceiling, bn=bn, seed=seed,
-                                                  progress=progress, extend=True)
-    save_sample(sample_path(file), data, n_test=sample_test, n_calib=sample_calib, seed=seed)
+                                                  progress=progress, extend=True, recal_seeds=recal_seeds,
+                                                  max_drops=drops, criterion=exit_criterion,
+                                                  temperature=exit_temperature)
+    save_sample(sample_path(file), data, n_test=sample_test, n_calib=sample_calib, seed=seed, n_val=sample_val)
     q = predictor.quality
     console.print(f"accuracy data: {len(acc.records)} subnets; held-out Kendall tau {q['heldout_tau']:.3f}, "
                   f"RMSE {q['heldout_rmse_points']:.2f} pts, noise ceiling tau {q['noise_ceiling_tau']:.3f}")
+    if model.space.exit_positions:
+        from predictors import DynamicAccuracyPredictor
+
+        dyn = DynamicAccuracyPredictor(predictor, acc, max_drop=drops[min(1, len(drops) - 1)], seed=seed)
+        mae = ", ".join(f"{k} {v['heldout_mae']:.3f}" for k, v in dyn.quality["exit_rate_heldout_mae"].items())
+        console.print(f"exit policies at drop {100 * dyn.max_drop:g} pt: mean MAC speed-up "
+                      f"{dyn.quality['mean_speedup_macs']:.2f}x; exit-rate held-out MAE {mae}")
     console.print(f"wrote {sample_path(file)} ({sample_path(file).stat().st_size / 1e6:.2f} MB)")

@@ -29,9 +29,22 @@ def export(
 
     from nas.export import export_subnets
     from nas.progress import console
+    from nas.runfolder import load_run
 
-    done = export_subnets(run_dir, top, supernet_path=supernet, seed=seed,
-                          progress=lambda i, n, arch: console.print(f"[{i + 1}/{n}] exporting {arch}"))
+    load_run(run_dir)  # a missing or broken run is reported as such, before the write check
+    subnets = run_dir / "subnets"
+    had_subnets = subnets.is_dir()
+    _check_writable(subnets if had_subnets else run_dir, run_dir)
+    try:
+        done = export_subnets(run_dir, top, supernet_path=supernet, seed=seed,
+                              progress=lambda i, n, arch: console.print(f"[{i + 1}/{n}] exporting {arch}"))
+    except BaseException:
+        if not had_subnets:  # leave no empty subnets/ behind a failed export
+            try:
+                subnets.rmdir()
+            except OSError:
+                pass
+        raise
     table = Table(title=f"exported to {run_dir / 'subnets'} (verified: ONNX vs PyTorch logits ≤ 1e-4)")
     for col in ("arch", "subnet_id", "MMACs", "pred. acc", "ONNX acc", "pred. ms", "host ms†", "max |Δ|"):
         table.add_column(col)
@@ -43,6 +56,22 @@ def export(
     if done:
         console.print(f"accuracy measured with onnxruntime on {done[0]['eval_set']}; † host latency timed against "
                       "the host predictor's reference subnet (verify.json: host_latency_relative)")
+
+
+def _check_writable(folder: Path, run_dir: Path) -> None:
+    """:class:`OutputError` unless a folder can be made in ``folder`` (probed for real: ``os.access``
+    says yes to root), before the slow work of an export."""
+    import os
+    import tempfile
+
+    from supernet.errors import OutputError
+
+    try:
+        os.rmdir(tempfile.mkdtemp(dir=folder, prefix=".export-probe-"))
+    except OSError as e:
+        raise OutputError(f"cannot export into run folder '{run_dir}': '{folder}' is not writable "
+                          f"({e.strerror or e}); copy the run to a writable folder (cp -r {run_dir} COPY) and run "
+                          "`dynnas export COPY`.") from None
 
 
 @app.command(epilog="Examples:\n\n    dynnas report runs/demo-jetson-orin\n\n"

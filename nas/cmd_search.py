@@ -17,7 +17,9 @@ SEARCH_EPILOG = (
     "    dynnas search --device jetson-orin\n\n"
     "    dynnas search --device host --algorithm nsga2 --budget 500 --latency-budget 1.5 --out runs/host-nsga2\n\n"
     "    dynnas search --device my-board.yaml --supernet runs/tiny --top 3 --seed 1\n\n"
-    "    dynnas search --device jetson-orin --out runs/demo --resume"
+    "    dynnas search --device jetson-orin --out runs/demo --resume\n\n"
+    "    dynnas search --device host --max-accuracy-drop 1 --max-worst-latency 0.6\n\n"
+    "    dynnas search --device jetson-orin --exits off --out runs/jetson-static"
 )
 
 
@@ -72,6 +74,9 @@ def search(
     resume: Annotated[bool, typer.Option(help="Continue the run in --out (same settings): finished algorithms and the optuna study are reused.")] = False,
     dataset: Annotated[str | None, typer.Option(help="Dataset to measure accuracy data on when none is cached beside the supernet (default: its own, else its shipped sample).")] = None,
     accuracy_samples: Annotated[int, typer.Option(help="Subnets measured to fit the accuracy predictor when no cache exists.")] = 400,
+    exits: Annotated[str, typer.Option(help="Early exits: auto (searched when the supernet has exit heads), on (required) or off (widths only).")] = "auto",
+    max_accuracy_drop: Annotated[float | None, typer.Option("--max-accuracy-drop", help="Exit thresholds may cost at most this many accuracy points against the same subnet without exits (default 0.5; one of the calibrated drops).")] = None,
+    max_worst_latency: Annotated[float | None, typer.Option("--max-worst-latency", help="Only subnets whose worst case (every exit fails) is predicted at most this many ms are feasible.")] = None,
     seed: SeedOpt = 0,
     device_type: DeviceTypeOpt = "cpu",
 ) -> None:
@@ -105,6 +110,13 @@ def search(
         raise ConfigError(f"--accuracy-samples must be >= 10, but got {accuracy_samples}.")
     if latency_budget is not None and not latency_budget > 0:
         raise ConfigError(f"--latency-budget must be a positive number of ms, but got {latency_budget}.")
+    if max_worst_latency is not None and not max_worst_latency > 0:
+        raise ConfigError(f"--max-worst-latency must be a positive number of ms, but got {max_worst_latency}.")
+    if exits not in ("auto", "on", "off"):
+        raise ConfigError(f"--exits must be auto, on or off, but got '{exits}'.")
+    if max_accuracy_drop is not None and not 0 <= max_accuracy_drop < 100:
+        raise ConfigError(f"--max-accuracy-drop is in accuracy points and must be in [0, 100), but got "
+                          f"{max_accuracy_drop:g}; e.g. --max-accuracy-drop 0.5.")
     algorithms = resolve_algorithms(algorithm)
 
     from hw_profiles import load_profile
@@ -119,11 +131,18 @@ def search(
 
     model, meta, path = resolve_supernet(supernet, resolve_device(device_type))
     file = path / "supernet.safetensors" if path.is_dir() else path
+    has_heads = bool(model.space.exit_positions)
+    if not has_heads and (exits == "on" or max_accuracy_drop is not None or max_worst_latency is not None):
+        raise ConfigError(f"supernet '{file}' has no exit heads, so it cannot search exits (--exits on, "
+                          "--max-accuracy-drop, --max-worst-latency); train heads with `dynnas train --init-from "
+                          f"{file} --exit-epochs 3` or drop those options.")
+    use_exits = has_heads and exits != "off"
+    drop = (0.5 if max_accuracy_drop is None else max_accuracy_drop) / 100 if use_exits else None
     settings = SearchSettings(
         device=profile.name, profile_sha=_profile_sha(profile), supernet=str(file.resolve()),
         supernet_sha256=sha256(file), algorithms=tuple(algorithms), budget=budget, latency_budget_ms=latency_budget,
         top_k=top, bn=bn, seed=seed, device_type=device_type, accuracy_samples=accuracy_samples, out=str(out),
-        dataset=dataset)
+        dataset=dataset, exits=exits, max_accuracy_drop=drop, max_worst_latency_ms=max_worst_latency)
     check_out(out, overwrite=overwrite, resume=resume, settings=settings)  # a resume with other settings fails now
 
     from rich.console import Console
@@ -134,7 +153,9 @@ def search(
                   f"{model.space.size} subnets of {file.name} → {out}")
     with _Bars() as bars:
         setup = setup_problem(file, model, meta, profile, bn=bn, seed=seed, latency_budget_ms=latency_budget,
-                              accuracy_samples=accuracy_samples, dataset=dataset, progress=bars.phase)
+                              accuracy_samples=accuracy_samples, dataset=dataset, progress=bars.phase,
+                              max_accuracy_drop=drop if drop is not None else 0.005,
+                              max_worst_latency_ms=max_worst_latency, exits=use_exits)
         problem = setup.problem
         problem.check_feasible()
         with staging(out, settings, overwrite=overwrite, resume=resume) as stage:
@@ -150,6 +171,8 @@ def search(
                 stage.save_progress(results)
             doc = _run_doc(settings, profile, device, file, meta, setup, dataset, results, path == DEFAULT_SUPERNET,
                            versions())
+            if hasattr(problem.latency, "speed_now"):  # a measured (host) predictor: how fast is the machine now?
+                doc["host_speed"] = problem.latency.speed_now(model.config, seed=seed)
             write_run_json(stage.path, doc)
             exported: list[dict[str, Any]] = []
             if top > 0:
@@ -178,7 +201,9 @@ def _run_doc(settings: Any, profile: Any, device_arg: str, file: Path, meta: dic
     from nas.runfolder import combined_hypervolume, now_iso, result_summary
 
     problem, acc_data = setup.problem, setup.accuracy_data
-    acc, lat = problem.accuracy, problem.latency
+    lat = problem.latency
+    acc = getattr(problem.accuracy, "static", problem.accuracy)  # the static predictor behind a dynamic one
+    dyn = problem.accuracy if hasattr(problem.accuracy, "predict_exit_rates") else None
     prof = profile.model_dump(mode="json")
     if Path(device_arg).suffix in (".yaml", ".yml") or "/" in device_arg:
         prof["path"] = str(Path(device_arg).resolve())
@@ -201,11 +226,20 @@ def _run_doc(settings: Any, profile: Any, device_arg: str, file: Path, meta: dic
             "accuracy": {"quality": dict(acc.quality), **{k: v for k, v in acc.describe().items() if k != "quality"},
                          "data": {"n_records": len(acc_data.records), "measured_on": setup.data_note,
                                   **{k: v for k, v in acc_data.meta.items() if isinstance(v, str | int | float | bool)}}},
+            "exits": ({"quality": dyn.quality, "method": dyn.describe()["dynamic"]["method"],
+                       "calibration": acc_data.meta.get("exits")} if dyn is not None else None),
             "latency": lat.describe(),
         },
         "objectives": [{"name": o.name, "direction": o.direction, "unit": o.unit} for o in problem.objectives],
         "constraints": ([{"name": "latency_ms", "budget_ms": problem.latency_budget_ms, "g": "latency_ms - budget_ms <= 0"}]
-                        if problem.latency_budget_ms is not None else []),
+                        if problem.latency_budget_ms is not None else [])
+                       + ([{"name": "worst_latency_ms", "budget_ms": problem.max_worst_latency_ms,
+                            "g": "worst_latency_ms - budget_ms <= 0"}] if problem.max_worst_latency_ms is not None else []),
+        "exits": {"searched": bool(space.exit_positions), "positions": list(space.exit_positions),
+                  "max_accuracy_drop": settings.max_accuracy_drop,
+                  "objectives": ("dynamic accuracy and expected latency sum_i p_i * L_i" if space.exit_positions
+                                 else "static accuracy and latency"),
+                  **exit_free_summary(results, problem)},
         "hv_reference": problem.hv_reference(),
         "hypervolume": {r.algorithm: r.hypervolume for r in results},
         "hypervolume_combined": combined_hypervolume(results, problem.hv_box),
@@ -216,6 +250,29 @@ def _run_doc(settings: Any, profile: Any, device_arg: str, file: Path, meta: dic
                        "macs": int(base.macs[i]), "feasible": bool(base.feasible[i])}
                       for i, s in enumerate(base.subnets)],
     }
+
+
+def exit_free_summary(results: list[Any], problem: Any) -> dict[str, Any]:
+    """Hypervolume of the exit-free candidates alone (a subset of the space) against all, and the front's span."""
+    import numpy as np
+    import pandas as pd
+
+    from nas.driver import pareto_rows
+    from nas.pareto import hypervolume
+
+    ev = pd.concat([r.evaluations for r in results], ignore_index=True) if results else None
+    if ev is None or ev.empty:
+        return {}
+    static = ev[~ev["arch"].astype(str).str.contains(r"_x\d*1")]
+    out: dict[str, Any] = {}
+    for name, df in (("with_exits", ev), ("exit_free", static)):
+        front = pareto_rows(df) if len(df) else df
+        F = np.column_stack([-front["accuracy"].to_numpy(float), front["latency_ms"].to_numpy(float)]) \
+            if len(front) else np.zeros((0, 2))
+        out[name] = {"hypervolume": hypervolume(F, problem.hv_box), "n_front": int(len(front)),
+                     "latency_span_ms": ([float(front["latency_ms"].min()), float(front["latency_ms"].max())]
+                                         if len(front) else None)}
+    return out
 
 
 def _summary(results: list[Any], exported: list[dict[str, Any]], problem: Any, out: Path) -> Any:

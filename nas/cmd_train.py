@@ -32,7 +32,10 @@ def _parse_floats(text: str, what: str) -> tuple[float, ...]:
 @app.command(epilog="Examples:\n\n    dynnas train --dataset digits --epochs 2 --out runs/tiny\n\n"
              "    dynnas train --preset cifar-default --dataset cifar10:../shared/datasets/cifar10 "
              "--stage-epochs 6,2,2,3 --out runs/cifar --seed 0\n\n"
-             "    dynnas train --dataset digits --epochs 2 --out runs/tiny --resume")
+             "    dynnas train --dataset digits --epochs 2 --out runs/tiny --resume\n\n"
+             "    dynnas train --dataset digits --epochs 2 --exit-epochs 2 --exit-route joint --out runs/tiny-exits\n\n"
+             "    dynnas train --preset cifar-default --dataset cifar10:../shared/datasets/cifar10 "
+             "--init-from supernet/pretrained/cifar10-cnn.safetensors --exit-epochs 3 --out runs/cifar-exits")
 @guarded
 def train(
     out: Annotated[Path, typer.Option(help="Run folder: checkpoint, state.json and the final supernet.safetensors.")],
@@ -48,6 +51,10 @@ def train(
     n_random: Annotated[int, typer.Option(help="Random subnets per sandwich step besides largest and smallest.")] = 2,
     kd_temperature: Annotated[float, typer.Option(help="Temperature of in-place distillation.")] = 1.0,
     importance: Annotated[str, typer.Option(help="Channel importance for sorting: l1 or bn_gamma.")] = "l1",
+    exit_epochs: Annotated[int, typer.Option(help="Epochs of the exit stage after progressive shrinking (0: exit heads untrained).")] = 0,
+    exit_route: Annotated[str, typer.Option(help="How the exit stage trains: frozen (heads only) or joint (all weights).")] = "frozen",
+    exit_weight: Annotated[float, typer.Option(help="Joint route: weight of the exits' losses against the final exit's.")] = 1.0,
+    init_from: Annotated[Path | None, typer.Option(help="Start from this trained supernet and run only the exit stage.")] = None,
     bf16: Annotated[bool, typer.Option(help="bf16 autocast (fast only on CPUs with AVX-512 BF16/AMX, or CUDA).")] = False,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last epoch.")] = False,
     seed: SeedOpt = 0,
@@ -57,6 +64,7 @@ def train(
     from rich.table import Table
 
     from nas.progress import TrainProgress, console
+    from supernet.checkpoint import sha256
     from supernet.cnn import count_macs
     from supernet.errors import ConfigError
     from supernet.evaluate import accuracy
@@ -69,13 +77,26 @@ def train(
     stages = _parse_ints(stage_epochs, "--stage-epochs") if stage_epochs else (epochs,) * n_stages
     if epochs <= 0 and not stage_epochs:
         raise ConfigError(f"--epochs must be >= 1, but got {epochs}.")
+    if exit_route not in ("frozen", "joint"):
+        raise ConfigError(f"--exit-route must be frozen or joint, but got '{exit_route}'.")
+    if exit_epochs < 0:
+        raise ConfigError(f"--exit-epochs must be >= 0, but got {exit_epochs}.")
+    init_sha = None
+    if init_from is not None:
+        if not Path(init_from).is_file() and not (Path(init_from) / "supernet.safetensors").is_file():
+            raise ConfigError(f"--init-from '{init_from}' does not exist; pass a supernet file written by `dynnas train`.")
+        init_from = Path(init_from) / "supernet.safetensors" if Path(init_from).is_dir() else Path(init_from)
+        init_sha = sha256(init_from)
+        stages = ()
     cfg = TrainConfig(family=family, preset=preset, width_choices=width_choices, dataset=dataset, stage_epochs=stages, train_limit=train_limit,
                       batch_size=batch_size, lr=lr, n_random=n_random, kd_temperature=kd_temperature,
-                      importance=importance, bf16=bf16, seed=seed, device_type=device_type)
+                      importance=importance, bf16=bf16, seed=seed, device_type=device_type, exit_epochs=exit_epochs,
+                      exit_route=exit_route, exit_weight=exit_weight,
+                      init_from=str(init_from.resolve()) if init_from is not None else None, init_sha256=init_sha)
     trainer = Trainer(cfg, out)
     trainer.prepare(resume)
     console.print(f"training {family}/{preset} on {dataset}: {trainer.data.summary()['train']} images, "
-                  f"stages {list(stages)} → {out}")
+                  f"stages {list(cfg.stages)}{' (exit stage: ' + exit_route + ')' if exit_epochs else ''} → {out}")
     with TrainProgress(cfg.total_epochs) as progress:
         trainer.progress = progress
         trainer.run()

@@ -23,7 +23,8 @@ from nas.problem import SearchProblem
 from supernet.errors import ConfigError
 from supernet.space import SubnetConfig
 
-EVAL_COLUMNS = ("eval_index", "algorithm", "subnet_id", "arch", "accuracy", "latency_ms", "macs", "feasible")
+EVAL_COLUMNS = ("eval_index", "algorithm", "subnet_id", "arch", "accuracy", "latency_ms", "macs", "feasible",
+                "static_accuracy", "worst_latency_ms", "exit_rates")
 HISTORY_COLUMNS = ("algorithm", "n_evals", "hypervolume")
 MAX_EMPTY_ASKS = 3  # an algorithm that proposes nothing this many times in a row is finished
 
@@ -67,23 +68,32 @@ def pareto_rows(evaluations: pd.DataFrame) -> pd.DataFrame:
     return df.iloc[non_dominated(F)].reset_index(drop=True)
 
 
+def format_rates(rates: np.ndarray) -> str:
+    """Exit rates as the CSV cell ``0.2500;0.5300;0.2200`` (one per exit, the final classifier last)."""
+    return ";".join(f"{float(r):.4f}" for r in rates)
+
+
 class _Cache:
-    """Predictions per distinct subnet, filled in batches."""
+    """Predictions per distinct subnet, filled in batches: one row and one constraint vector each."""
 
     def __init__(self, problem: SearchProblem) -> None:
         self.problem = problem
-        self.rows: dict[SubnetConfig, tuple[float, float, int, bool]] = {}
+        self.rows: dict[SubnetConfig, tuple[Any, ...]] = {}
+        self.g: dict[SubnetConfig, np.ndarray] = {}
 
-    def evaluate(self, subnets: Sequence[SubnetConfig]) -> tuple[np.ndarray, np.ndarray, list[tuple[float, float, int, bool]]]:
+    def evaluate(self, subnets: Sequence[SubnetConfig]) -> tuple[np.ndarray, np.ndarray, list[tuple[Any, ...]]]:
         new = list(dict.fromkeys(s for s in subnets if s not in self.rows))
         if new:
             ev = self.problem.evaluate(new)
+            G = ev.G
             for i, s in enumerate(new):
-                self.rows[s] = (float(ev.accuracy[i]), float(ev.latency_ms[i]), int(ev.macs[i]), bool(ev.feasible[i]))
+                self.rows[s] = (float(ev.accuracy[i]), float(ev.latency_ms[i]), int(ev.macs[i]), bool(ev.feasible[i]),
+                                float(ev.static_accuracy[i]), float(ev.worst_latency_ms[i]),
+                                format_rates(ev.exit_rates[i]))
+                self.g[s] = G[i]
         rows = [self.rows[s] for s in subnets]
-        F = np.asarray([[-a, lat] for a, lat, _, _ in rows], dtype=np.float64).reshape(-1, 2)
-        b = self.problem.latency_budget_ms
-        G = (F[:, 1:2] - b) if b is not None else np.zeros((len(rows), 0))
+        F = np.asarray([[-r[0], r[1]] for r in rows], dtype=np.float64).reshape(-1, 2)
+        G = np.asarray([self.g[s] for s in subnets], dtype=np.float64).reshape(len(rows), self.problem.n_constr)
         return F, G, rows
 
 
@@ -109,11 +119,11 @@ def run_search(problem: SearchProblem, algorithm_name: str, budget: int, seed: i
     front = np.zeros((0, 2))
     stopped: str | None = None
 
-    def record(subnets: Sequence[SubnetConfig], F: np.ndarray, rows: list[tuple[float, float, int, bool]]) -> None:
+    def record(subnets: Sequence[SubnetConfig], F: np.ndarray, rows: list[tuple[Any, ...]]) -> None:
         nonlocal front
-        for s, (acc, lat, macs, feas) in zip(subnets, rows, strict=True):
+        for s, (acc, lat, macs, feas, static, worst, rates) in zip(subnets, rows, strict=True):
             records.append((len(records), algorithm_name, problem.space.subnet_id(s), problem.space.format(s),
-                            acc, lat, macs, feas))
+                            acc, lat, macs, feas, static, worst, rates))
         feas_F = F[[r[3] for r in rows]]
         merged = np.vstack([front, feas_F])
         front = merged[non_dominated(merged)]

@@ -19,6 +19,8 @@ then renamed), so a failed verification leaves nothing half-written.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -31,12 +33,13 @@ import torch
 from torch import nn
 
 from nas.runfolder import PARETO_FILE, NoRunError, load_run, read_table, write_run_json
-from nas.verify import check_self_contained, verify_onnx
+from nas.verify import check_self_contained, verify_early_exit, verify_onnx
 from predictors import latency_predictor
-from predictors.host_latency import measure_relative, subnet_onnx
-from predictors.onnx_io import INPUT_NAME, OPSET, OUTPUT_NAME, export_onnx
+from predictors.host_latency import measure_expected_relative, measure_relative, subnet_onnx
+from predictors.onnx_io import INPUT_NAME, OPSET, OUTPUT_NAME, export_onnx, measure_latency
 from supernet.checkpoint import read_json, save_tensors, sha256, write_json
 from supernet.cnn import count_macs
+from supernet.data import to_tensor
 from supernet.errors import CheckpointError, CheckpointMismatchError, ConfigError
 from supernet.evaluate import BN_MODES, subnet_model
 from supernet.pretrained import load_default_data, resolve_supernet
@@ -45,6 +48,7 @@ from supernet.space import SearchSpace, SubnetConfig
 SUBNET_FORMAT = "dynnas-subnet"
 SUBNET_FORMAT_VERSION = 1
 Progress = Callable[[int, int, str], None]  # (index, total, arch string) before each subnet
+N_EXPECTED_IMAGES = 500  # eval images timed one by one for an early-exit model's expected latency
 
 
 # ---- the run folder ----------------------------------------------------------------------------
@@ -81,7 +85,9 @@ def _static_spec(config: Any, subnet: SubnetConfig) -> dict[str, Any]:
               for i, ((cout, stride, _e), idx) in enumerate(zip(config.blocks, subnet.widths, strict=True))]
     return {"class": "supernet.static.StaticCNN", "in_channels": config.in_channels, "stem": config.stem_channels,
             "blocks": blocks, "head": config.head_channels, "num_classes": config.num_classes,
-            "dropout": config.dropout}
+            "dropout": config.dropout,
+            "exits": [[b, config.resolution_after(b) // config.exit_pool_size(b), config.exit_pool_size(b),
+                       config.exit_hidden] for b in config.exit_blocks]}
 
 
 def arch_record(supernet: nn.Module, meta: dict[str, Any], supernet_path: Path, supernet_sha: str,
@@ -130,6 +136,58 @@ def _replace_dir(tmp: Path, final: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+# ---- early exits ---------------------------------------------------------------------------------
+def calibrate_exit_policy(model: nn.Module, config: Any, subnet: SubnetConfig, x: np.ndarray, y: np.ndarray, *,
+                          max_drop: float, criterion: str = "confidence",
+                          temperature: bool = False) -> dict[str, Any]:
+    """Thresholds of ``subnet``'s enabled exits for the extracted ``model``, calibrated on ``(x, y)``.
+
+    Minimises the expected MACs ``C_avg`` subject to an accuracy drop of at most ``max_drop``
+    against the same model with its exits off (see :func:`predictors.exit_policy.calibrate`).
+    """
+    from predictors.exit_policy import calibrate, exit_scores, fit_temperature
+    from supernet.cnn import exit_macs
+    from supernet.evaluate import all_exit_logits
+
+    logits = all_exit_logits(model, x)
+    n_exits = len(logits) - 1
+    on = [e for e in range(n_exits) if subnet.exits[e]]
+    temps = [fit_temperature(logits[e], y) if temperature else 1.0 for e in range(n_exits)]
+    costs = exit_macs(config, subnet)
+    static_macs = exit_macs(config, dataclasses.replace(subnet, exits=(0,) * n_exits))[-1]
+    scores = np.stack([exit_scores(logits[e], criterion, temps[e]) for e in on])
+    correct = np.stack([logits[e].argmax(1) == y for e in on] + [logits[-1].argmax(1) == y])
+    r = calibrate(scores, correct, np.asarray([costs[e] for e in on] + [costs[-1]], float), max_drop,
+                  c_static=float(static_macs))
+    thresholds = [math.inf] * n_exits
+    rates = [0.0] * (n_exits + 1)
+    for j, e in enumerate(on):
+        thresholds[e] = float(r.thresholds[j])
+        rates[e] = float(r.exit_rates[j])
+    rates[-1] = float(r.exit_rates[-1])
+    return {"criterion": criterion, "temperatures": temps,
+            "thresholds": [t if math.isfinite(t) else None for t in thresholds], "max_accuracy_drop": max_drop,
+            "val_exit_rates": rates, "val_accuracy": r.accuracy, "val_static_accuracy": r.static_accuracy,
+            "c_avg_macs": r.c_avg, "c_static_macs": r.c_static, "speedup_macs": r.speedup,
+            "worst_case_macs": r.worst_cost, "n_images": int(len(y))}
+
+
+def _export_early_exit(model: nn.Module, subnet: SubnetConfig, policy: dict[str, Any], record: dict[str, Any],
+                       folder: Path) -> Any:
+    """``model.onnx`` (nested ``If``, batch 1) and ``model.all_exits.onnx`` (every exit's logits, any batch)."""
+    from predictors.onnx_io import export_branching_onnx, export_multi_output_onnx
+    from supernet.early_exit import AllExits, EarlyExitCNN
+
+    thresholds = [math.inf if t is None else float(t) for t in policy["thresholds"]]
+    ee = EarlyExitCNN(model, subnet.exits, thresholds, criterion=policy["criterion"],
+                      temperatures=policy["temperatures"]).eval()
+    example = torch.zeros(record["input"]["shape"])
+    export_branching_onnx(ee, example, folder / "model.onnx")
+    names = [f"logits_exit{e}" for e in range(ee.n_exits)] + [OUTPUT_NAME]
+    export_multi_output_onnx(AllExits(model), example, folder / "model.all_exits.onnx", names)
+    return ee
+
+
 # ---- the run ---------------------------------------------------------------------------------
 def resolve_run_supernet(run_dir: Path, run: dict[str, Any],
                          override: Path | None) -> tuple[nn.Module, dict[str, Any], Path, str]:
@@ -149,15 +207,17 @@ def resolve_run_supernet(run_dir: Path, run: dict[str, Any],
     return model, meta, path, digest
 
 
-def _host_predictions(run: dict[str, Any], pred: Any, subs: list[SubnetConfig],
-                      target_ms: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
-    """Predicted host latency of ``subs``: the run's own predictions when it targeted the host,
-    else the host predictor's."""
+def _host_predictions(run: dict[str, Any], pred: Any, subs: list[SubnetConfig], target_ms: np.ndarray,
+                      rates: list[list[float]]) -> tuple[np.ndarray, dict[str, Any]]:
+    """Predicted host latency of ``subs`` (expected latency with the predicted exit rates): the run's own
+    predictions when it targeted the host, else the host predictor's."""
     if str(run_setting(run, "device", "")) == "host":
         return target_ms, {"method": "the run's own latency predictor (device host)"}
     d = pred.describe()
-    return np.asarray(pred.predict_ms(subs), dtype=np.float64), {"method": d.get("method"),
-                                                                  "quality": d.get("quality")}
+    per_exit = np.asarray(pred.predict_exit_ms(subs), dtype=np.float64)
+    p = np.asarray(rates, dtype=np.float64)
+    expected = (p * per_exit).sum(axis=1) if p.shape == per_exit.shape else per_exit[:, -1]
+    return expected, {"method": d.get("method"), "quality": d.get("quality")}
 
 
 def export_subnets(run_dir: Path, top_k: int = 5, *, supernet_path: Path | None = None, seed: int | None = None,
@@ -180,15 +240,26 @@ def export_subnets(run_dir: Path, top_k: int = 5, *, supernet_path: Path | None 
     data, note = load_default_data(meta, run_setting(run, "dataset"), path)
     eval_set = eval_set_name(note, data.spec, len(data.y_test))
     space: SearchSpace = supernet.space
-    subs = [space.parse(a) for a in picks["arch"]]
+    searched = space
+    if space.exit_positions and not (run.get("exits") or {}).get("searched", True):
+        searched = dataclasses.replace(space, exit_positions=())  # a run with --exits off
+    subs = [searched.parse(a) for a in picks["arch"]]
     for sub, sid in zip(subs, picks["subnet_id"], strict=True):
-        if space.subnet_id(sub) != str(sid):
-            raise CheckpointMismatchError(f"pareto.csv gives subnet_id {sid} for '{space.format(sub)}' but this "
-                                          f"supernet's space gives {space.subnet_id(sub)}; pass the run's supernet.")
+        if searched.subnet_id(sub) != str(sid):
+            raise CheckpointMismatchError(f"pareto.csv gives subnet_id {sid} for '{searched.format(sub)}' but this "
+                                          f"supernet's space gives {searched.subnet_id(sub)}; pass the run's supernet.")
+    subs = [dataclasses.replace(s, exits=(0,) * len(space.exit_positions)) if searched is not space else s
+            for s in subs]
     target = picks["latency_ms"].to_numpy(dtype=np.float64)
+    max_drop = float(run_setting(run, "max_accuracy_drop", None) or 0.005)
+    calibration = ((run.get("predictors") or {}).get("exits") or {}).get("calibration") or {}
+    criterion = str(calibration.get("criterion") or "confidence")
+    val_note = "validation split" if not note.endswith("shipped sample") else "the shipped sample's validation images"
     host = latency_predictor("host", supernet.config, seed=seed)  # measured on this machine once, then cached
     host_reference = subnet_onnx(supernet, host.reference)
-    host_pred, host_how = _host_predictions(run, host, subs, target)
+    speed = host.speed_now(supernet.config, seed=seed)
+    rates = [[float(v) for v in str(r).split(";")] for r in picks["exit_rates"]]
+    host_pred, host_how = _host_predictions(run, host, subs, target, rates)
     root = run_dir / "subnets"
     root.mkdir(parents=True, exist_ok=True)
     out = []
@@ -198,19 +269,50 @@ def export_subnets(run_dir: Path, top_k: int = 5, *, supernet_path: Path | None 
             progress(i, len(subs), arch)
         model = subnet_model(supernet, sub, data, bn, seed=seed)
         record = arch_record(supernet, meta, path, digest, sub, model, bn)
+        dynamic = any(sub.exits)
         tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{record['subnet_id']}."))
         tmp.chmod(0o755)  # mkdtemp makes it private; the final folder should read like the run folder
         try:
             example = torch.zeros(record["input"]["shape"])
-            export_onnx(model, example, tmp / "model.onnx")
+            if dynamic:
+                policy = calibrate_exit_policy(model, supernet.config, sub, data.x_val, data.y_val,
+                                               max_drop=max_drop, criterion=criterion)
+                policy["calibrated_on"] = val_note
+                ee = _export_early_exit(model, sub, policy, record, tmp)
+                record["exit_policy"] = policy
+                record["output"]["exit_index"] = {"name": "exit_index", "shape": [1], "dtype": "int64",
+                                                  "meaning": f"index of the exit taken; {len(sub.exits)} = final classifier"}
+                record["files"]["all_exits_onnx"] = "model.all_exits.onnx"
+                record["batch_semantics"] = ("model.onnx is batch 1: it leaves at an exit when the input passes its "
+                                             "threshold; model.all_exits.onnx (any batch) returns every exit's logits "
+                                             "for per-sample routing with the thresholds in exit_policy")
+            else:
+                export_onnx(model, example, tmp / "model.onnx")
             check_self_contained(tmp / "model.onnx")
             save_tensors(tmp / "weights.safetensors", model.state_dict(), {"format": SUBNET_FORMAT, "arch": arch,
                                                                           "subnet_id": record["subnet_id"]})
             record["files"]["onnx_sha256"] = sha256(tmp / "model.onnx")
             write_json(tmp / "arch.json", record)
-            verify = verify_onnx(model, tmp / "model.onnx", data.x_test, data.y_test, eval_set, seed=seed)
-            verify["host_latency_relative"] = measure_relative(host, host_reference, tmp / "model.onnx",
-                                                                 seed=seed)
+            if dynamic:
+                verify = verify_early_exit(ee, tmp / "model.onnx", tmp / "model.all_exits.onnx", data.x_test,
+                                           data.y_test, eval_set)
+                shape = (1, *data.x_test.shape[3:], *data.x_test.shape[1:3])
+                verify["host_latency_ms"] = measure_latency(tmp / "model.onnx", shape, threads=1, seed=seed).to_dict()
+                verify["host_latency_ms"]["note"] = "one fixed random input: the exit it takes decides the time"
+                images = to_tensor(data.x_test[:N_EXPECTED_IMAGES]).numpy()
+                verify["host_latency_relative"] = measure_expected_relative(host, host_reference, tmp / "model.onnx",
+                                                                            images, seed=seed)
+                verify["exit_policy"] = record["exit_policy"]
+                verify["predicted_exit_rates"] = [float(v) for v in str(row.exit_rates).split(";")]
+                verify["predicted_static_accuracy"] = float(row.static_accuracy)
+                verify["predicted_worst_latency_ms"] = float(row.worst_latency_ms)
+            else:
+                verify = verify_onnx(model, tmp / "model.onnx", data.x_test, data.y_test, eval_set, seed=seed)
+                verify["host_latency_relative"] = measure_relative(host, host_reference, tmp / "model.onnx",
+                                                                     seed=seed)
+            rel = verify["host_latency_relative"]
+            rel["now_ms"] = rel["ratio"] * speed["reference_ms_now"]
+            verify["host_speed"] = speed
             verify.update({
                 "device": str(run_setting(run, "device", "")),
                 "predicted_latency_ms": float(row.latency_ms),
@@ -218,7 +320,7 @@ def export_subnets(run_dir: Path, top_k: int = 5, *, supernet_path: Path | None 
                 "predicted_host_latency_ms": float(host_pred[i]),
                 "host_latency_predictor": host_how,
                 "algorithm": str(row.algorithm),
-                "arch": arch, "subnet_id": record["subnet_id"], "bn": bn, "seed": seed,
+                "arch": arch, "subnet_id": record["subnet_id"], "bn": bn, "seed": seed, "dynamic": dynamic,
             })
             write_json(tmp / "verify.json", verify)
             _replace_dir(tmp, root / record["subnet_id"])
@@ -229,10 +331,12 @@ def export_subnets(run_dir: Path, top_k: int = 5, *, supernet_path: Path | None 
                     "macs": record["macs"], "params": record["params"],
                     "predicted_accuracy": verify["predicted_accuracy"], "onnx_accuracy": verify["onnx_accuracy"],
                     "predicted_latency_ms": verify["predicted_latency_ms"],
-                    "host_latency_ms": verify["host_latency_ms"]["median_ms"],
+                    "host_latency_ms": verify["host_latency_ms"]["median_ms"], "dynamic": dynamic,
+                    "exit_rates": verify.get("exit_rates"),
                     "host_latency_relative_ms": verify["host_latency_relative"]["at_calibration_speed_ms"],
                     "max_abs_logit_diff": verify["max_abs_logit_diff"], "eval_set": eval_set})
     run["exported"] = [o["subnet_id"] for o in out]
+    run["export_host_speed"] = speed
     write_run_json(run_dir, {k: v for k, v in run.items() if k not in ("format", "format_version")})
     return out
 

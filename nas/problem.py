@@ -1,8 +1,12 @@
-"""The search problem as a frozen value (pymoo style): space, objectives, constraint, evaluation.
+"""The search problem as a frozen value (pymoo style): space, objectives, constraints, evaluation.
 
 Objectives are declared up front: maximise ``accuracy`` (a fraction) and minimise ``latency_ms``.
-Internally every algorithm minimises ``F = (-accuracy, latency_ms)``. An optional latency budget
-adds one inequality constraint ``g = latency_ms - budget``; a subnet is feasible iff ``g <= 0``.
+With early exits both are *dynamic*: the accuracy of the subnet under its calibrated exit policy
+and the expected latency ``Σ p_i · L_i`` (p_i: predicted fraction of inputs leaving at exit i,
+L_i: latency of leaving there, heads on the way included); the worst case (every exit fails) is
+recorded too. Internally every algorithm minimises ``F = (-accuracy, latency_ms)``. An optional
+latency budget adds the constraint ``g = latency_ms - budget`` (on the expected latency), an
+optional worst-case budget ``g = worst_latency_ms - max_worst``; feasible iff every ``g <= 0``.
 
 Example::
 
@@ -15,6 +19,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Callable, Sequence
@@ -47,15 +52,57 @@ class LatencyModel(Protocol):
     def predict_ms(self, subnets: Sequence[SubnetConfig]) -> np.ndarray: ...
 
 
+def exit_latencies(latency: LatencyModel, subnets: Sequence[SubnetConfig]) -> np.ndarray:
+    """``(n, E + 1)`` ms of leaving at each exit then at the final classifier (one column without exits)."""
+    fn = getattr(latency, "predict_exit_ms", None)
+    if fn is None:
+        return np.asarray(latency.predict_ms(subnets), dtype=np.float64).reshape(-1, 1)
+    return np.asarray(fn(subnets), dtype=np.float64).reshape(len(subnets), -1)
+
+
+def exit_rates(accuracy: AccuracyModel, subnets: Sequence[SubnetConfig], n_columns: int = 1) -> np.ndarray:
+    """``(n, E + 1)`` predicted exit rates; a predictor that knows no exits sends every input to the final
+    classifier (a one in the last of ``n_columns`` columns)."""
+    fn = getattr(accuracy, "predict_exit_rates", None)
+    if fn is None:
+        rates = np.zeros((len(subnets), n_columns))
+        rates[:, -1] = 1.0
+        return rates
+    return np.asarray(fn(subnets), dtype=np.float64).reshape(len(subnets), -1)
+
+
 def fastest_subnet(space: SearchSpace, latency: LatencyModel) -> tuple[SubnetConfig, float]:
-    """The fastest predicted uniform-width subnet (every block at one width; the smallest is usually it)."""
+    """The fastest predicted uniform-width subnet with its exits off (the smallest is usually it)."""
     subs = [space.uniform(i) for i in range(len(space.width_choices))]
     lat = np.asarray(latency.predict_ms(subs), dtype=np.float64)
     i = int(np.argmin(lat))
     return subs[i], float(lat[i])
 
 
-def check_latency_budget(space: SearchSpace, latency: LatencyModel, budget_ms: float | None) -> None:
+def fastest_expected(space: SearchSpace, latency: LatencyModel) -> tuple[SubnetConfig, float]:
+    """A lower bound of the expected latency: uniform-width subnets with every exit on, as if every
+    input left at the first exit."""
+    subs = [space.make(space.uniform(i).widths, (1,) * len(space.exit_positions), space.uniform(i).tokens)
+            for i in range(len(space.width_choices))]
+    lat = exit_latencies(latency, subs)[:, 0]
+    i = int(np.argmin(lat))
+    return subs[i], float(lat[i])
+
+
+def check_worst_latency(space: SearchSpace, latency: LatencyModel, max_worst_ms: float | None) -> None:
+    """Raise :class:`InfeasibleConstraintError` when no subnet's worst case (every exit fails) fits."""
+    if max_worst_ms is None:
+        return
+    sub, lat = fastest_subnet(space, latency)  # exits off: no head is paid for
+    if lat > max_worst_ms:
+        raise InfeasibleConstraintError(
+            f"worst-case latency budget {max_worst_ms:g} ms is unreachable on {latency.device}: the fastest worst "
+            f"case ({space.format(sub)}, exits off) is predicted at {lat:.4g} ms; pass --max-worst-latency >= "
+            f"{lat:.4g} or drop it.")
+
+
+def check_latency_budget(space: SearchSpace, latency: LatencyModel, budget_ms: float | None, *,
+                         exits: bool = True) -> None:
     """Raise :class:`InfeasibleConstraintError` when even the fastest subnet is slower than ``budget_ms``.
 
     Needs only the latency predictor, so the CLI can fail before fitting the accuracy predictor.
@@ -63,6 +110,9 @@ def check_latency_budget(space: SearchSpace, latency: LatencyModel, budget_ms: f
     if budget_ms is None:
         return
     sub, lat = fastest_subnet(space, latency)
+    if space.exit_positions and exits:
+        sub_x, lat_x = fastest_expected(space, latency)
+        sub, lat = (sub_x, lat_x) if lat_x < lat else (sub, lat)
     if lat > budget_ms:
         raise InfeasibleConstraintError(
             f"latency budget {budget_ms:g} ms is unreachable on {latency.device}: the fastest subnet "
@@ -87,13 +137,21 @@ OBJECTIVES: tuple[Objective, ...] = (
 
 @dataclass(frozen=True, eq=False)
 class Evaluation:
-    """Predicted objectives of a batch of subnets (row i belongs to ``subnets[i]``)."""
+    """Predicted objectives of a batch of subnets (row i belongs to ``subnets[i]``).
+
+    ``accuracy`` and ``latency_ms`` are the dynamic accuracy and the expected latency (equal to
+    the static ones for a subnet without exits); ``exit_rates`` is ``(n, E + 1)``.
+    """
 
     subnets: tuple[SubnetConfig, ...]
     accuracy: np.ndarray
     latency_ms: np.ndarray
     macs: np.ndarray
     latency_budget_ms: float | None = None
+    worst_latency_ms: np.ndarray | None = None
+    static_accuracy: np.ndarray | None = None
+    exit_rates: np.ndarray | None = None
+    max_worst_latency_ms: float | None = None
 
     def __len__(self) -> int:
         return len(self.subnets)
@@ -105,10 +163,16 @@ class Evaluation:
 
     @property
     def G(self) -> np.ndarray:  # noqa: N802 - pymoo's name
-        """Inequality constraints, shape (n, 0) or (n, 1): ``latency_ms - budget`` (feasible iff <= 0)."""
-        if self.latency_budget_ms is None:
+        """Inequality constraints (n, 0…2): ``latency_ms - budget``, ``worst_latency_ms - max_worst`` (feasible iff <= 0)."""
+        cols = []
+        if self.latency_budget_ms is not None:
+            cols.append(self.latency_ms - self.latency_budget_ms)
+        if self.max_worst_latency_ms is not None:
+            worst = self.worst_latency_ms if self.worst_latency_ms is not None else self.latency_ms
+            cols.append(worst - self.max_worst_latency_ms)
+        if not cols:
             return np.zeros((len(self), 0))
-        return (self.latency_ms - self.latency_budget_ms).reshape(-1, 1).astype(np.float64)
+        return np.column_stack(cols).astype(np.float64)
 
     @property
     def feasible(self) -> np.ndarray:
@@ -127,6 +191,7 @@ class SearchProblem:
     latency: LatencyModel
     macs: Callable[[SubnetConfig], int]
     latency_budget_ms: float | None = None
+    max_worst_latency_ms: float | None = None
     objectives: tuple[Objective, ...] = field(default=OBJECTIVES, init=False)
 
     def __post_init__(self) -> None:
@@ -134,6 +199,10 @@ class SearchProblem:
         if b is not None and not (math.isfinite(b) and b > 0):
             raise ConfigError(f"the latency budget must be a positive number of ms, but got {b}; "
                               "pass e.g. --latency-budget 2.5 or leave it out.")
+        w = self.max_worst_latency_ms
+        if w is not None and not (math.isfinite(w) and w > 0):
+            raise ConfigError(f"the worst-case latency budget must be a positive number of ms, but got {w}; "
+                              "pass e.g. --max-worst-latency 3 or leave it out.")
 
     @property
     def device(self) -> str:
@@ -145,24 +214,43 @@ class SearchProblem:
 
     @property
     def n_constr(self) -> int:
-        return 0 if self.latency_budget_ms is None else 1
+        return len(self.constraint_names)
+
+    @property
+    def constraint_names(self) -> tuple[str, ...]:
+        """Names of the columns of ``Evaluation.G``, in order."""
+        return tuple(name for name, b in (("latency_ms", self.latency_budget_ms),
+                                          ("worst_latency_ms", self.max_worst_latency_ms)) if b is not None)
 
     def evaluate(self, subnets: Sequence[SubnetConfig]) -> Evaluation:
-        """Predict accuracy and latency of ``subnets`` in one batch per predictor."""
+        """Predict dynamic accuracy, exit rates and expected/worst latency of ``subnets`` in one batch."""
         subs = tuple(subnets)
         if not subs:
             empty = np.zeros(0)
-            return Evaluation((), empty, empty, np.zeros(0, np.int64), self.latency_budget_ms)
+            return Evaluation((), empty, empty, np.zeros(0, np.int64), self.latency_budget_ms, empty, empty,
+                              np.zeros((0, 1)), self.max_worst_latency_ms)
         acc = np.asarray(self.accuracy.predict(subs), dtype=np.float64).reshape(-1)
-        lat = np.asarray(self.latency.predict_ms(subs), dtype=np.float64).reshape(-1)
+        if hasattr(self.accuracy, "predict_exit_rates"):
+            per_exit = exit_latencies(self.latency, subs)
+        else:  # an accuracy model that knows no exits: the static network, no head evaluated
+            per_exit = np.asarray(self.latency.predict_ms(subs), dtype=np.float64).reshape(-1, 1)
+        rates = exit_rates(self.accuracy, subs, per_exit.shape[1])
+        if rates.shape != per_exit.shape:
+            raise ConfigError(f"the accuracy predictor gives {rates.shape[1]} exit rates per subnet but the latency "
+                              f"predictor {per_exit.shape[1]} exit latencies; they were built for different spaces.")
+        lat = (rates * per_exit).sum(axis=1)
+        worst = per_exit[:, -1]
+        static_fn = getattr(self.accuracy, "predict_static", None)
+        static = np.asarray(static_fn(subs), dtype=np.float64) if static_fn is not None else acc
         if acc.shape != (len(subs),) or lat.shape != (len(subs),):
             raise ConfigError(f"predictors returned {acc.shape} accuracies and {lat.shape} latencies for "
                               f"{len(subs)} subnets; a predictor is broken.")
-        if not (np.all(np.isfinite(acc)) and np.all(np.isfinite(lat))):
+        if not (np.all(np.isfinite(acc)) and np.all(np.isfinite(lat)) and np.all(np.isfinite(rates))):
             raise ConfigError("a predictor returned NaN or infinite values; rebuild its cache "
                               "(delete it) or check the supernet.")
         macs = np.asarray([int(self.macs(s)) for s in subs], dtype=np.int64)
-        return Evaluation(subs, acc, lat, macs, self.latency_budget_ms)
+        return Evaluation(subs, acc, lat, macs, self.latency_budget_ms, worst, static, rates,
+                          self.max_worst_latency_ms)
 
     @functools.cached_property
     def baselines(self) -> Evaluation:
@@ -170,8 +258,10 @@ class SearchProblem:
         return self.evaluate([self.space.uniform(i) for i in range(len(self.space.width_choices))])
 
     def check_feasible(self) -> None:
-        """Raise :class:`InfeasibleConstraintError` when the latency budget cannot be met by any subnet."""
-        check_latency_budget(self.space, self.latency, self.latency_budget_ms)
+        """Raise :class:`InfeasibleConstraintError` when a latency budget cannot be met by any subnet."""
+        check_latency_budget(self.space, self.latency, self.latency_budget_ms,
+                             exits=hasattr(self.accuracy, "predict_exit_rates"))
+        check_worst_latency(self.space, self.latency, self.max_worst_latency_ms)
 
     @functools.cached_property
     def hv_box(self) -> HVBox:
@@ -195,20 +285,25 @@ class ProblemSetup:
 
 def setup_problem(supernet_file: Path, model: Any, meta: dict[str, Any], profile: Any, *, bn: str, seed: int,
                   latency_budget_ms: float | None = None, accuracy_samples: int = 400, dataset: str | None = None,
-                  progress: Callable[[str], Callable[[str, int, int], None]] | None = None) -> ProblemSetup:
-    """Build the latency predictor, check the budget, then fit the accuracy predictor.
+                  progress: Callable[[str], Callable[[str, int, int], None]] | None = None,
+                  max_accuracy_drop: float = 0.005, max_worst_latency_ms: float | None = None,
+                  exits: bool = True) -> ProblemSetup:
+    """Build the latency predictor, check the budgets, then fit the accuracy predictors.
 
     The accuracy data comes from the cache beside the supernet; only without a usable cache is
     it measured, on ``dataset`` (default: the supernet's own, else its shipped sample).
-    ``progress(phase)`` returns the ``(description, done, total)`` callback of a phase.
+    ``progress(phase)`` returns the ``(description, done, total)`` callback of a phase. With
+    ``exits=False`` (or a supernet without exit heads) the space has no exit choices.
     """
-    from predictors import latency_predictor, load_or_collect_accuracy
+    from predictors import DynamicAccuracyPredictor, latency_predictor, load_or_collect_accuracy
+    from predictors.dynamic_accuracy import check_drop
     from supernet.errors import DatasetError
     from supernet.pretrained import load_default_data
 
     phase = progress or (lambda _name: None)
     lat = latency_predictor(profile, model.config, seed=seed, progress=phase("latency"))
     check_latency_budget(model.space, lat, latency_budget_ms)  # before the slower accuracy predictor
+    check_worst_latency(model.space, lat, max_worst_latency_ms)
     acc = data_note = None
     if dataset is None:
         try:
@@ -220,6 +315,46 @@ def setup_problem(supernet_file: Path, model: Any, meta: dict[str, Any], profile
         images, data_note = load_default_data(meta, dataset, supernet_file)
         acc, acc_data = load_or_collect_accuracy(supernet_file, model, meta, images, n_samples=accuracy_samples,
                                                  bn=bn, seed=seed, progress=phase("accuracy data"))
-    problem = SearchProblem(space=model.space, accuracy=acc, latency=lat, latency_budget_ms=latency_budget_ms,
-                            macs=lambda s: int(sum(layer["macs"] for layer in model.layers(s))))
+    space = model.space
+    if space.exit_positions and exits:
+        check_drop(acc_data, max_accuracy_drop)
+        predictor: Any = DynamicAccuracyPredictor(acc, acc_data, max_drop=max_accuracy_drop, seed=seed)
+    else:
+        predictor = acc
+    if space.exit_positions and not exits:
+        space = dataclasses.replace(space, exit_positions=())
+        predictor = _NoExits(acc, model.space)
+        lat = _NoExits(lat, model.space)
+    problem = SearchProblem(space=space, accuracy=predictor, latency=lat, latency_budget_ms=latency_budget_ms,
+                            max_worst_latency_ms=max_worst_latency_ms,
+                            macs=lambda s: int(sum(layer["macs"] for layer in model.layers(_full(s, model.space)))))
     return ProblemSetup(problem=problem, accuracy_data=acc_data, data_note=data_note)
+
+
+def _full(subnet: SubnetConfig, space: SearchSpace) -> SubnetConfig:
+    """``subnet`` in ``space``: exit bits (all off) added when a search dropped the exit choices."""
+    if len(subnet.exits) == len(space.exit_positions):
+        return subnet
+    return dataclasses.replace(subnet, exits=(0,) * len(space.exit_positions))
+
+
+class _NoExits:
+    """A predictor of the full space used on the exit-free space (``--no-exits``): exits all off."""
+
+    def __init__(self, inner: Any, full_space: SearchSpace) -> None:
+        self.inner, self.full_space = inner, full_space
+        self.device = getattr(inner, "device", "")
+
+    def _subs(self, subnets: Sequence[SubnetConfig]) -> list[SubnetConfig]:
+        return [_full(s, self.full_space) for s in subnets]
+
+    def predict(self, subnets: Sequence[SubnetConfig]) -> np.ndarray:
+        return self.inner.predict(self._subs(subnets))
+
+    def predict_ms(self, subnets: Sequence[SubnetConfig]) -> np.ndarray:
+        return self.inner.predict_ms(self._subs(subnets))
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("predict_exit_ms", "predict_exit_rates", "predict_static"):
+            raise AttributeError(name)  # one column, the static network
+        return getattr(self.inner, name)

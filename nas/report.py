@@ -189,6 +189,8 @@ def exported_table(view: RunView) -> pd.DataFrame:
             "pred. host latency (ms)": _fmt(r["predicted_host_latency_ms"]),
             "host latency at calibration speed (ms)": _fmt((r.get("host_latency_relative") or {}).get(
                 "at_calibration_speed_ms", float("nan"))),
+            "host latency at today's speed (ms)": _fmt((r.get("host_latency_relative") or {}).get(
+                "now_ms", float("nan"))),
             "max |Δ logit|": f"{r['max_abs_logit_diff']:.2g}",
             "deploy": deploy_command(view.run, Path(e["folder"]) / "model.onnx"),
         })
@@ -336,11 +338,70 @@ def _img(fig: Any, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{to_base64_png(fig)}">'
 
 
+def exit_free_front(evaluations: pd.DataFrame) -> pd.DataFrame:
+    """The Pareto front of the candidates whose exits are all off (the exit-free subset of the space)."""
+    from nas.driver import pareto_rows
+
+    static = evaluations[~evaluations["arch"].astype(str).str.contains(r"_x\d*1")]
+    return pareto_rows(static) if len(static) else static
+
+
 def _panel(v: RunView) -> FrontPanel:
     ex = pd.DataFrame([{"arch": e["arch"]["arch"], "accuracy": e["verify"]["predicted_accuracy"],
                         "latency_ms": e["verify"]["predicted_latency_ms"]} for e in v.exported],
                       columns=["arch", "accuracy", "latency_ms"])
-    return FrontPanel(v.title, v.device, v.evaluations, v.pareto, v.baselines, ex)
+    searched = bool((v.run.get("exits") or {}).get("searched"))
+    return FrontPanel(v.title, v.device, v.evaluations, v.pareto, v.baselines, ex,
+                      exit_free_front(v.evaluations) if searched else None)
+
+
+def exits_table(view: RunView) -> pd.DataFrame:
+    """One row per exported subnet with exits: thresholds, exit rates predicted and measured, latencies."""
+    rows = []
+    for e in view.exported:
+        r = e["verify"]
+        if not r.get("dynamic"):
+            continue
+        pol = r.get("exit_policy") or {}
+        rel = r.get("host_latency_relative") or {}
+        rows.append({
+            "arch": e["arch"]["arch"],
+            "thresholds": ", ".join("off" if t is None else f"{t:.3f}" for t in pol.get("thresholds", [])),
+            "criterion": pol.get("criterion", ""),
+            "pred. exit rates": ", ".join(f"{p:.2f}" for p in r.get("predicted_exit_rates", [])),
+            "ONNX exit rates (test)": ", ".join(f"{p:.2f}" for p in r.get("exit_rates", [])),
+            "pred. static acc.": _fmt(r.get("predicted_static_accuracy")),
+            "ONNX acc. (dynamic / static)": f"{_fmt(r.get('onnx_accuracy'))} / {_fmt(r.get('static_accuracy'))}",
+            "MAC speed-up (val)": _fmt(pol.get("speedup_macs"), 3),
+            f"pred. expected / worst {view.device} (ms)": f"{_fmt(r.get('predicted_latency_ms'))} / "
+                                                           f"{_fmt(r.get('predicted_worst_latency_ms'))}",
+            "host expected (ms): pred. / measured": f"{_fmt(r.get('predicted_host_latency_ms'))} / "
+                                                    f"{_fmt(rel.get('at_calibration_speed_ms'))}",
+            "same exit as PyTorch": _fmt(r.get("same_exit_as_pytorch")),
+        })
+    return pd.DataFrame(rows)
+
+
+def exits_text(view: RunView) -> list[str]:
+    """What exits bought this run: hypervolume and the front's expected-latency span, with and without."""
+    ex = view.run.get("exits") or {}
+    if not ex.get("searched"):
+        return [f"{view.title}: exits not searched ({ex.get('objectives', 'static accuracy and latency')})."]
+    out = []
+    w, f = ex.get("with_exits") or {}, ex.get("exit_free") or {}
+    if w and f:
+        span = lambda d: "—" if not d.get("latency_span_ms") else "{:.4g}–{:.4g} ms".format(*d["latency_span_ms"])  # noqa: E731
+        out.append(f"{view.title}: hypervolume {w['hypervolume']:.4f} with exits against {f['hypervolume']:.4f} for "
+                   f"the exit-free candidates of the same search; expected latency on the front spans {span(w)} "
+                   f"({span(f)} without exits); accuracy drop per subnet at most "
+                   f"{100 * float(ex.get('max_accuracy_drop') or 0):g} pt.")
+    q = ((view.run.get("predictors") or {}).get("exits") or {}).get("quality") or {}
+    if q:
+        mae = ", ".join(f"{k} {v['heldout_mae']:.3f}" for k, v in (q.get("exit_rate_heldout_mae") or {}).items())
+        out.append(f"exit-rate predictor held-out MAE: {mae}; accuracy-drop predictor held-out MAE "
+                   f"{q.get('drop_heldout_mae_points', float('nan')):.3f} pt; mean MAC speed-up of the calibrated "
+                   f"policies {q.get('mean_speedup_macs', float('nan')):.2f}x.")
+    return out
 
 
 def render(views: list[RunView]) -> str:
@@ -382,6 +443,20 @@ def render(views: list[RunView]) -> str:
     else:
         parts.append(_img(predicted_vs_measured_figure(points), "predicted vs measured"))
         parts.append("<ul>" + "".join(f"<li>{esc(t)}</li>" for t in agreement_text(points)) + "</ul>")
+    parts.append("<h2 id='exits'>Early exits</h2><p class='note'>The dashed line in the fronts above is the front of "
+                 "the candidates with every exit off. Exit rates list each exit, then the final classifier.</p><ul>"
+                 + "".join(f"<li>{esc(t)}</li>" for v in views for t in exits_text(v)) + "</ul>")
+    for v in views:
+        table = exits_table(v)
+        if not table.empty:
+            parts.append(f"<h3>{esc(v.title)}: exported subnets with exits</h3>" + _table_html(table))
+    for v in views:
+        sp = v.run.get("export_host_speed") or v.run.get("host_speed")
+        if isinstance(sp, dict) and sp.get("drift"):
+            parts.append(f"<p class='note'>{esc(v.title)}: the host reference subnet ran at "
+                         f"{sp['reference_ms_now']:.4g} ms now against {sp['reference_ms_at_calibration']:.4g} ms when the "
+                         f"host predictor was calibrated (drift ×{sp['drift']:.3f}); host predictions are in "
+                         "calibration-speed ms, the 'today's speed' column scales measurements to now.</p>")
     parts.append("<h2 id='exported'>Exported subnets</h2>")
     for v in views:
         parts.append(f"<h3>{esc(v.title)}</h3>")

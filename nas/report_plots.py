@@ -28,6 +28,7 @@ class FrontPanel:
     pareto: pd.DataFrame  # algorithm, accuracy, latency_ms (each algorithm's front)
     baselines: pd.DataFrame  # width, accuracy, latency_ms (uniform-width subnets)
     exported: pd.DataFrame  # arch, accuracy, latency_ms (the exported subnets)
+    exit_free: pd.DataFrame | None = None  # accuracy, latency_ms: the front of the candidates without exits
 
 
 def to_base64_png(fig: Figure, dpi: int = 110) -> str:
@@ -63,6 +64,10 @@ def fronts_figure(panels: list[FrontPanel]) -> Figure:
             for b in p.baselines.itertuples(index=False):
                 ax.annotate(f"α={b.width:g}", (b.latency_ms, b.accuracy), textcoords="offset points",
                             xytext=(5, -11), fontsize=8)
+        if p.exit_free is not None and not p.exit_free.empty:
+            fr = p.exit_free.sort_values("latency_ms")
+            ax.step(fr["latency_ms"], fr["accuracy"], where="post", ls="--", lw=1.2, color="#555555",
+                    label="front without exits")
         if not p.exported.empty:
             ax.scatter(p.exported["latency_ms"], p.exported["accuracy"], marker="*", s=170, facecolor="gold",
                        edgecolor="black", zorder=6, label="exported")

@@ -51,16 +51,17 @@ from supernet.checkpoint import atomic_write, read_json, write_json
 from supernet.errors import CheckpointError, OutputError
 
 RUN_FORMAT = "dynnas-search-run"
-RUN_FORMAT_VERSION = 1
+RUN_FORMAT_VERSION = 2  # 2: early exits (dynamic accuracy, expected and worst-case latency, exit rates)
 RUN_FILE = "run.json"
 EVALUATIONS_FILE = "evaluations.csv"
 HISTORY_FILE = "history.csv"
 PARETO_FILE = "pareto.csv"
 PARTIAL_FILE = "partial.json"  # only in a staging folder: settings + finished algorithms
-PARETO_COLUMNS = ("subnet_id", "algorithm", "arch", "accuracy", "latency_ms", "macs", "combined", "spread_rank")
+PARETO_COLUMNS = ("subnet_id", "algorithm", "arch", "accuracy", "latency_ms", "macs", "static_accuracy",
+                  "worst_latency_ms", "exit_rates", "combined", "spread_rank")
 # Settings that must match for --resume to reuse earlier work.
 RESUME_KEYS = ("device", "profile_sha", "supernet_sha256", "budget", "latency_budget_ms", "bn", "seed",
-               "accuracy_samples")
+               "accuracy_samples", "exits", "max_accuracy_drop", "max_worst_latency_ms")
 
 
 class NoRunError(CheckpointError):
@@ -85,6 +86,9 @@ class SearchSettings:
     accuracy_samples: int
     out: str
     dataset: str | None = None
+    exits: str = "auto"
+    max_accuracy_drop: float | None = None  # fraction; None when the space has no exits
+    max_worst_latency_ms: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -102,6 +106,12 @@ class SearchSettings:
                   f"--out {self.out}"]
         if self.dataset is not None:
             parts.append(f"--dataset {self.dataset}")
+        if self.exits != "auto":
+            parts.append(f"--exits {self.exits}")
+        if self.max_accuracy_drop is not None:
+            parts.append(f"--max-accuracy-drop {100 * self.max_accuracy_drop:g}")
+        if self.max_worst_latency_ms is not None:
+            parts.append(f"--max-worst-latency {self.max_worst_latency_ms:g}")
         return " ".join(parts)
 
 
@@ -145,7 +155,7 @@ def read_table(run_dir: Path | str, name: str) -> pd.DataFrame:
     if not path.is_file():
         raise NoRunError(f"run '{run_dir}' has no {name}; it is incomplete: rerun the search with --overwrite.")
     try:
-        df = pd.read_csv(path, dtype={"subnet_id": str, "arch": str})
+        df = pd.read_csv(path, dtype={"subnet_id": str, "arch": str, "exit_rates": str})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         raise NoRunError(f"'{path}' is corrupt ({e.__class__.__name__}); rerun the search with --overwrite.") from None
     missing = [c for c in columns if c not in df.columns]
@@ -162,7 +172,8 @@ def _write_csv(path: Path, df: pd.DataFrame) -> None:
 def pareto_table(results: list[SearchResult]) -> pd.DataFrame:
     """pareto.csv: per-algorithm fronts plus the ``combined`` flag and the ``spread_rank``."""
     fronts = [pareto_rows(r.evaluations) for r in results]
-    cols = ["subnet_id", "algorithm", "arch", "accuracy", "latency_ms", "macs"]
+    cols = ["subnet_id", "algorithm", "arch", "accuracy", "latency_ms", "macs", "static_accuracy", "worst_latency_ms",
+            "exit_rates"]
     table = pd.concat([f[cols] for f in fronts], ignore_index=True) if fronts else pd.DataFrame(columns=cols)
     union = table.drop_duplicates("subnet_id")
     F = np.column_stack([-union["accuracy"].to_numpy(float), union["latency_ms"].to_numpy(float)])
@@ -324,12 +335,43 @@ def check_out(out: Path, *, overwrite: bool, resume: bool, settings: SearchSetti
             _check_same(settings, read_json(partial, "partial run state").get("settings", {}), staging_path(out))
         elif (out / RUN_FILE).is_file():
             _check_same(settings, read_json(out / RUN_FILE, "run file").get("settings", {}), out)
+    # The parent must exist or be creatable and take a new folder. A real folder is made and removed
+    # (os.access says yes to root, and on /proc, where mkdir then fails); parents made for this
+    # probe are removed again, so a run that fails later leaves nothing behind.
+    import tempfile
+
+    missing, nearest = _missing_parents(out)
+    if not nearest.is_dir():
+        raise OutputError(f"--out '{out}' cannot be created: '{nearest}' is a file, not a folder; pass --out to a "
+                          "writable folder.")
+    step = f"folder '{out.parent}' cannot be created"
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
+        step = f"folder '{out.parent}' is not writable"
+        os.rmdir(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.probe-"))
     except OSError as e:
-        raise OutputError(f"cannot create '{out.parent}' ({e.strerror}); pass --out to a writable folder.") from None
-    if not os.access(out.parent, os.W_OK):
-        raise OutputError(f"folder '{out.parent}' is not writable; pass --out to a writable folder.")
+        raise OutputError(f"--out '{out}' cannot be created: {step} ({e.strerror or e}); pass --out to a writable "
+                          "folder.") from None
+    finally:
+        _rmdirs(missing)
+
+
+def _missing_parents(path: Path) -> tuple[list[Path], Path]:
+    """The folders above ``path`` that do not exist yet (deepest first) and the nearest existing one."""
+    missing, p = [], Path(path).parent
+    while not p.exists() and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    return missing, p
+
+
+def _rmdirs(folders: list[Path]) -> None:
+    """Remove ``folders`` (deepest first) where they are empty."""
+    for d in folders:
+        try:
+            d.rmdir()
+        except OSError:
+            pass
 
 
 def _remove(path: Path) -> None:
@@ -348,30 +390,47 @@ def staging(out: Path, settings: SearchSettings, *, overwrite: bool = False, res
     out = Path(out)
     check_out(out, overwrite=overwrite, resume=resume, settings=settings)
     stage = Staging(out=out, path=staging_path(out), settings=settings)
+    created, _ = _missing_parents(stage.path)  # made below; removed again if the run fails
     if stage.path.exists() and resume and (stage.path / PARTIAL_FILE).is_file():
         partial = read_json(stage.path / PARTIAL_FILE, "partial run state")
         _check_same(settings, partial.get("settings", {}), stage.path)
         stage.done, stage.resumed_from = dict(partial.get("done", {})), "interrupted session"
     else:
         _remove(stage.path)
-        stage.path.mkdir(parents=True)
-        if resume and (out / RUN_FILE).is_file():
-            old = read_json(out / RUN_FILE, "run file")
-            _check_same(settings, old.get("settings", {}), out)
-            for name in (EVALUATIONS_FILE, HISTORY_FILE, PARETO_FILE, "study.db"):
-                if (out / name).is_file():
-                    shutil.copy2(out / name, stage.path / name)
-            stage.done, stage.resumed_from = dict(old.get("results", {})), "complete run"
-        _write_partial(stage, stage.done)  # from now on an interrupt leaves a resumable staging folder
+        try:
+            stage.path.mkdir(parents=True)
+        except OSError as e:
+            _rmdirs(created)
+            raise OutputError(f"--out '{out}' cannot be created: cannot make '{stage.path}' ({e.strerror or e}); "
+                              "pass --out to a writable folder.") from None
+        try:
+            if resume and (out / RUN_FILE).is_file():
+                old = read_json(out / RUN_FILE, "run file")
+                _check_same(settings, old.get("settings", {}), out)
+                for name in (EVALUATIONS_FILE, HISTORY_FILE, PARETO_FILE, "study.db"):
+                    if (out / name).is_file():
+                        shutil.copy2(out / name, stage.path / name)
+                stage.done, stage.resumed_from = dict(old.get("results", {})), "complete run"
+            _write_partial(stage, stage.done)  # from now on an interrupt leaves a resumable staging folder
+        except BaseException:
+            shutil.rmtree(stage.path, ignore_errors=True)
+            _rmdirs(created)
+            raise
     try:
         yield stage
     except KeyboardInterrupt:
         raise  # keep the staging folder: --resume continues from it
     except BaseException:
         shutil.rmtree(stage.path, ignore_errors=True)
+        _rmdirs(created)
         raise
-    (stage.path / PARTIAL_FILE).unlink(missing_ok=True)
-    _commit(stage.path, out, stage.after_commit)
+    try:
+        (stage.path / PARTIAL_FILE).unlink(missing_ok=True)
+        _commit(stage.path, out, stage.after_commit)
+    except BaseException:
+        shutil.rmtree(stage.path, ignore_errors=True)  # gone already unless the move itself failed
+        _rmdirs(created)
+        raise
 
 
 def _commit(src: Path, out: Path, after: list[Callable[[Path], None]]) -> None:
@@ -387,7 +446,12 @@ def _commit(src: Path, out: Path, after: list[Callable[[Path], None]]) -> None:
         out.rename(old)
     elif out.is_dir():
         out.rmdir()
-    src.rename(out)
+    try:
+        src.rename(out)
+    except BaseException:
+        if old is not None:  # put the old run back; the caller removes ``src``
+            old.rename(out)
+        raise
     try:
         for step in after:
             step(out)

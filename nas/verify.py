@@ -114,3 +114,59 @@ def verify_onnx(model: nn.Module, onnx_path: Path, x: np.ndarray, y: np.ndarray,
         "host_latency_ms": {**host, "batch": 1, "warmup": warmup, "runtime": f"onnxruntime {ort.__version__} CPU"},
         "versions": {"onnxruntime": ort.__version__, "onnx": onnx.__version__, "torch": torch.__version__},
     }
+
+
+@torch.no_grad()
+def verify_early_exit(ee: nn.Module, onnx_path: Path, all_exits_path: Path, x: np.ndarray, y: np.ndarray,
+                      eval_set: str, *, tolerance: float = TOLERANCE) -> dict[str, Any]:
+    """Verify an early-exit export sample by sample; the ``verify.json`` record (no latency).
+
+    Every image runs at batch 1 through ``model.onnx`` (nested ``If``): it must take the same exit
+    as the PyTorch policy (:meth:`supernet.early_exit.EarlyExitCNN.per_sample`) and its logits must
+    agree within ``tolerance``. ``model.all_exits.onnx`` is checked on whole batches against every
+    head's PyTorch logits. Raises :class:`ExportVerificationError` on any disagreement.
+    """
+    for p in (onnx_path, all_exits_path):
+        check_self_contained(Path(p))
+    ee = ee.eval()
+    sess = session(Path(onnx_path), threads=1)
+    multi = session(Path(all_exits_path), threads=1)
+    in_name = sess.get_inputs()[0].name
+    n_exits = int(ee.n_exits)
+    worst, worst_all, same_exit, hits, static_hits = 0.0, 0.0, 0, 0, 0
+    hist = np.zeros(n_exits + 1, dtype=np.int64)
+    for i in range(0, len(y), 250):
+        xb = to_tensor(x[i: i + 250])
+        heads = ee.forward_all(xb)
+        ref_logits, ref_exit = ee.per_sample(heads)
+        outs = multi.run(None, {multi.get_inputs()[0].name: xb.numpy()})
+        for got, want in zip(outs, heads, strict=True):
+            d = np.abs(got.astype(np.float64) - want.numpy())
+            worst_all = math.inf if not np.all(np.isfinite(d)) else max(worst_all, float(d.max()))
+        for j in range(len(xb)):
+            logits, taken = sess.run(None, {in_name: xb[j: j + 1].numpy()})
+            e = int(np.asarray(taken).reshape(-1)[0])
+            same_exit += int(e == int(ref_exit[j]))
+            d = np.abs(logits.astype(np.float64) - ref_logits[j: j + 1].numpy())
+            worst = math.inf if not np.all(np.isfinite(d)) else max(worst, float(d.max()))
+            hist[min(max(e, 0), n_exits)] += 1
+            hits += int(int(np.argmax(logits)) == int(y[i + j]))
+        static_hits += int((heads[-1].argmax(1).numpy() == y[i: i + 250]).sum())
+    n = max(1, len(y))
+    if not (math.isfinite(worst) and math.isfinite(worst_all)):
+        raise ExportVerificationError(f"early-exit model '{onnx_path}' gives non-finite logits on {eval_set}; "
+                                      "the weights are corrupt: retrain or re-extract the subnet.")
+    if same_exit != len(y):
+        raise ExportVerificationError(f"early-exit model '{onnx_path}' took another exit than PyTorch on "
+                                      f"{len(y) - same_exit} of {len(y)} images of {eval_set}; the export is broken: "
+                                      "re-export it.")
+    if max(worst, worst_all) > tolerance:
+        raise ExportVerificationError(f"early-exit model '{onnx_path}' disagrees with PyTorch on {eval_set}: max "
+                                      f"|logit difference| = {max(worst, worst_all):.3g} > {tolerance:g}; re-export it.")
+    return {
+        "max_abs_logit_diff": worst, "max_abs_logit_diff_all_exits": worst_all, "tolerance": tolerance,
+        "same_exit_as_pytorch": same_exit / n, "onnx_accuracy": hits / n, "static_accuracy": static_hits / n,
+        "exit_histogram": hist.tolist(), "exit_rates": (hist / n).tolist(), "n_images": int(len(y)),
+        "eval_set": eval_set, "batch": 1,
+        "versions": {"onnxruntime": ort.__version__, "onnx": onnx.__version__, "torch": torch.__version__},
+    }

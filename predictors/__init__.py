@@ -13,6 +13,7 @@ from predictors.accuracy import (
     collect_accuracy_data,
     load_or_collect_accuracy,
 )
+from predictors.dynamic_accuracy import DynamicAccuracyPredictor
 from predictors.errors import CalibrationError, PredictorCacheError
 from predictors.kernels import Kernel, reference_kernels, subnet_kernels
 from predictors.latency import LatencyPredictor, latency_predictor
@@ -31,6 +32,7 @@ __all__ = [
     "AccuracyData",
     "AccuracyPredictor",
     "CalibrationError",
+    "DynamicAccuracyPredictor",
     "Kernel",
     "LatencyPredictor",
     "LatencyStats",

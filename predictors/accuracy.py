@@ -16,6 +16,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from torch import nn
 
 from predictors.errors import CalibrationError, PredictorCacheError, check_header
+from predictors.exit_policy import calibrate, exit_scores, fit_temperature, get_criterion
 from predictors.metrics import kendall_tau, rmse
 from predictors.units import UnitTable, cache_root
 from supernet.checkpoint import read_json, sha256, write_json
@@ -43,7 +45,7 @@ from supernet.evaluate import BN_MODES, accuracy, subnet_model
 from supernet.space import SearchSpace, SubnetConfig
 
 FORMAT = "dynnas-accuracy-data"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: k recalibration seeds per subnet, exit heads' accuracies and calibrated exit policies
 N_RECAL_BATCHES = 10  # training batches of 128 per BN recalibration
 Progress = Callable[[str, int, int], None]
 
@@ -88,6 +90,9 @@ class AccuracyData:
             for r in records:
                 space.parse(r["arch"])
                 accs = [r["val_acc"]] + ([r["test_acc"]] if r.get("test_acc") is not None else [])
+                accs += [float(a) for a in r.get("val_acc_seeds", [])] + [float(a) for a in r.get("exit_val_acc", [])]
+                if space.exit_positions and "policies" not in r:
+                    raise ValueError(f"no exit policies for {r['arch']}")
                 if not all(0.0 <= float(a) <= 1.0 for a in accs):
                     raise ValueError(f"accuracy outside [0, 1] for {r['arch']}")
         except (KeyError, TypeError, ValueError, ConfigError) as e:
@@ -117,14 +122,66 @@ def accuracy_data_path(supernet_path: Path | str) -> Path:
 
 # ---- collecting -------------------------------------------------------------------------------
 def sample_subnets(space: SearchSpace, n: int, seed: int) -> list[SubnetConfig]:
-    """The uniform subnets, then seeded unique random ones: ``n`` in all (fewer if the space is smaller)."""
-    return space.sample_unique(np.random.default_rng(seed), n, [space.uniform(j) for j in range(len(space.width_choices))])
+    """The uniform subnets, then seeded unique random ones: ``n`` width configs in all (fewer if the space
+    is smaller), every exit off (exit masks are evaluated per measured subnet, see :func:`collect_accuracy_data`)."""
+    widths_only = dataclasses.replace(space, exit_positions=())
+    picked = widths_only.sample_unique(np.random.default_rng(seed), n,
+                                       [widths_only.uniform(j) for j in range(len(space.width_choices))])
+    return [space.make(s.widths, (0,) * len(space.exit_positions), s.tokens) for s in picked]
+
+
+DEFAULT_MAX_DROPS = (0.0025, 0.005, 0.01, 0.02)  # accuracy drops (fractions) exit policies are calibrated for
+
+
+def drop_key(max_drop: float) -> str:
+    """The key of a calibrated accuracy drop in the data file: ``0.005`` → ``"0.005"``."""
+    return f"{float(max_drop):g}"
+
+
+def exit_masks(n_exits: int) -> list[tuple[int, ...]]:
+    """Every exit mask with at least one exit enabled, in counting order (``01``, ``10``, ``11`` …)."""
+    return [tuple(int(b) for b in f"{m:0{n_exits}b}") for m in range(1, 2 ** n_exits)]
+
+
+def _policies(config: Any, subnet: SubnetConfig, logits: list[np.ndarray], y: np.ndarray, *, criterion: str,
+              temperature: bool, max_drops: Sequence[float]) -> dict[str, Any]:
+    """Calibrated exit policies of one subnet for every exit mask and accuracy drop (see exit_policy)."""
+    from supernet.cnn import exit_macs
+
+    n_exits = len(logits) - 1
+    temps = [fit_temperature(lg, y) if temperature else 1.0 for lg in logits[:-1]]
+    scores = [exit_scores(lg, criterion, t) for lg, t in zip(logits[:-1], temps, strict=True)]
+    correct = [lg.argmax(1) == y for lg in logits]
+    out: dict[str, Any] = {"temperatures": temps, "masks": {}}
+    for mask in exit_masks(n_exits):
+        on = [e for e in range(n_exits) if mask[e]]
+        costs = exit_macs(config, dataclasses.replace(subnet, exits=mask))
+        sc = np.stack([scores[e] for e in on])
+        cor = np.stack([correct[e] for e in on] + [correct[-1]])
+        cs = np.asarray([costs[e] for e in on] + [costs[-1]], dtype=np.float64)
+        c_static = float(exit_macs(config, dataclasses.replace(subnet, exits=(0,) * n_exits))[-1])
+        per_drop = {}
+        for d in max_drops:
+            r = calibrate(sc, cor, cs, float(d), c_static=c_static)
+            thresholds: list[float | None] = [None] * n_exits
+            rates = [0.0] * (n_exits + 1)
+            for j, e in enumerate(on):
+                thresholds[e] = None if not np.isfinite(r.thresholds[j]) else float(r.thresholds[j])
+                rates[e] = float(r.exit_rates[j])
+            rates[-1] = float(r.exit_rates[-1])
+            per_drop[drop_key(d)] = {"thresholds": thresholds, "exit_rates": rates, "accuracy": float(r.accuracy),
+                                     "static_accuracy": float(r.static_accuracy), "c_avg_macs": float(r.c_avg),
+                                     "speedup_macs": float(r.speedup)}
+        out["masks"]["".join(map(str, mask))] = per_drop
+    return out
 
 
 def collect_accuracy_data(supernet: nn.Module, data: ImageData, *, n_samples: int = 400, n_ceiling: int = 100,
                           bn: str = "recal", seed: int = 0, progress: Progress | None = None,
                           n_recal_batches: int = N_RECAL_BATCHES, supernet_sha256: str | None = None,
-                          existing: AccuracyData | None = None) -> AccuracyData:
+                          existing: AccuracyData | None = None, recal_seeds: int = 2,
+                          max_drops: Sequence[float] = DEFAULT_MAX_DROPS, criterion: str = "confidence",
+                          temperature: bool = False) -> AccuracyData:
     """Measure ``n_samples`` subnets on the validation split (the first ``n_ceiling`` on test too).
 
     With ``existing`` data of the same sampling seed, BN mode and recalibration, only the
@@ -133,15 +190,26 @@ def collect_accuracy_data(supernet: nn.Module, data: ImageData, *, n_samples: in
 
     Each subnet is scored as :func:`supernet.evaluate.subnet_accuracy` does: extracted, its BN
     statistics recalibrated on ``n_recal_batches`` seeded training batches when ``bn="recal"``,
-    then evaluated; the recalibrated model is reused for the test split.
+    then evaluated. With ``recal_seeds`` = k > 1 the recalibration is repeated with seeds
+    ``seed … seed + k - 1`` and the validation accuracies averaged (one recalibration's batch
+    sample is the main label noise). Every exit head is evaluated too; on the seed-``seed``
+    model (the one an export with that seed deploys) the exit policy of every exit mask is
+    calibrated for every accuracy drop in ``max_drops`` (:func:`predictors.exit_policy.calibrate`,
+    costs in MACs).
     """
+    from supernet.evaluate import all_exit_logits
+
     if bn not in BN_MODES:
         raise ConfigError(f"`bn` must be one of {', '.join(BN_MODES)}, but got '{bn}'.")
-    if n_samples < 1 or n_ceiling < 0:
-        raise ConfigError(f"need n_samples >= 1 and n_ceiling >= 0, but got {n_samples=} and {n_ceiling=}.")
+    if n_samples < 1 or n_ceiling < 0 or recal_seeds < 1:
+        raise ConfigError(f"need n_samples >= 1, n_ceiling >= 0 and recal_seeds >= 1, but got {n_samples=}, "
+                          f"{n_ceiling=} and {recal_seeds=}.")
     if len(data.y_val) == 0:
         raise DatasetError(f"dataset '{data.spec}' has an empty validation split; accuracy data needs one.")
+    get_criterion(criterion)
     space: SearchSpace = supernet.space
+    config = getattr(supernet, "config", None)
+    k = recal_seeds if bn == "recal" else 1
     subnets = sample_subnets(space, n_samples, seed)
     done = {r["arch"]: r for r in existing.records} if existing is not None else {}
     records = []
@@ -149,17 +217,30 @@ def collect_accuracy_data(supernet: nn.Module, data: ImageData, *, n_samples: in
         if space.format(s) in done:
             records.append(done[space.format(s)])
             continue
-        if bn == "recal":
-            model = subnet_model(supernet, s, data, "recal", n_batches=n_recal_batches, seed=seed)
-            val = accuracy(model, data.x_val, data.y_val)
-            test = accuracy(model, data.x_test, data.y_test) if i < n_ceiling and len(data.y_test) else None
-        else:
-            val = accuracy(supernet, data.x_val, data.y_val, s)
-            test = accuracy(supernet, data.x_test, data.y_test, s) if i < n_ceiling and len(data.y_test) else None
-        records.append({"arch": space.format(s), "subnet_id": space.subnet_id(s), "val_acc": val, "test_acc": test})
+        vals, heads, test, policy_logits = [], [], None, None
+        for j in range(k):
+            if bn == "recal":
+                model = subnet_model(supernet, s, data, "recal", n_batches=n_recal_batches, seed=seed + j)
+                logits = all_exit_logits(model, data.x_val)
+            else:
+                model, logits = None, all_exit_logits(supernet, data.x_val, subnet=s)
+            accs = [float((lg.argmax(1) == data.y_val).mean()) for lg in logits]
+            vals.append(accs[-1])
+            heads.append(accs[:-1])
+            if j == 0:
+                policy_logits = logits
+                if i < n_ceiling and len(data.y_test):
+                    test = accuracy(model, data.x_test, data.y_test) if model is not None else \
+                        accuracy(supernet, data.x_test, data.y_test, s)
+        record = {"arch": space.format(s), "subnet_id": space.subnet_id(s), "val_acc": float(np.mean(vals)),
+                  "val_acc_seeds": vals, "test_acc": test}
+        if space.exit_positions:
+            record["exit_val_acc"] = [float(v) for v in np.mean(heads, axis=0)]
+            record["policies"] = _policies(config, s, policy_logits, data.y_val, criterion=criterion,
+                                           temperature=temperature, max_drops=max_drops)
+        records.append(record)
         if progress is not None:
             progress("measuring subnet accuracy", i + 1, len(subnets))
-    config = getattr(supernet, "config", None)
     meta = {
         "supernet_sha256": supernet_sha256,
         "family": space.family,
@@ -169,9 +250,13 @@ def collect_accuracy_data(supernet: nn.Module, data: ImageData, *, n_samples: in
         "split": "val",
         "ceiling_split": "test",
         "n_recal_batches": n_recal_batches if bn == "recal" else 0,
+        "n_recal_seeds": k,
         "seed": seed,
         "n_samples": len(records),
         "n_ceiling": sum(r["test_acc"] is not None for r in records),
+        "exits": ({"criterion": criterion, "temperature": temperature, "max_drops": [float(d) for d in max_drops],
+                   "costs": "MACs", "policy_model": f"the seed-{seed} recalibration"}
+                  if space.exit_positions else None),
         "dataset": {"spec": data.spec, "val": int(len(data.y_val)), "test": int(len(data.y_test))},
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
@@ -257,30 +342,41 @@ class AccuracyPredictor:
     # -- fitting
     def fit(self, space: SearchSpace, records: Sequence[dict[str, Any]]) -> AccuracyPredictor:
         """Select, evaluate and fit the model on ``records`` (``arch`` and ``val_acc`` are used)."""
-        if self.arch_config is not None and self.arch_config.space() != space:
-            raise ConfigError("the accuracy predictor's arch_config does not match the search space of the records.")
         if len(records) < 10:
             raise CalibrationError(f"the accuracy predictor needs >= 10 measured subnets, but got {len(records)}; "
                                    "collect more (n_samples).")
-        self.space = space
         subnets = [space.parse(r["arch"]) for r in records]
-        x, y = self.features(subnets), np.array([float(r["val_acc"]) for r in records])
+        both = [(r["val_acc"], r["test_acc"]) for r in records if r.get("test_acc") is not None]
+        self.fit_xy(space, subnets, np.array([float(r["val_acc"]) for r in records]))
+        self.quality.update({
+            "noise_ceiling_tau": kendall_tau(*zip(*both, strict=True)) if len(both) >= 2 else float("nan"),
+            "n_ceiling": len(both),
+        })
+        return self
+
+    def fit_xy(self, space: SearchSpace, subnets: Sequence[SubnetConfig], y: np.ndarray) -> AccuracyPredictor:
+        """Select, evaluate and fit the model on any per-subnet target ``y`` (accuracy, exit rate, drop)."""
+        if self.arch_config is not None and self.arch_config.space() != space:
+            raise ConfigError("the accuracy predictor's arch_config does not match the search space of the records.")
+        if len(subnets) < 10:
+            raise CalibrationError(f"a subnet regressor needs >= 10 measured subnets, but got {len(subnets)}; "
+                                   "collect more (n_samples).")
+        self.space = space
+        x, y = self.features(subnets), np.asarray(y, dtype=np.float64)
         idx_train, idx_test = train_test_split(np.arange(len(y)), test_size=self.test_fraction, random_state=self.seed)
         cv = self._cross_validate(x[idx_train], y[idx_train])
         self.model_name = max(cv, key=lambda name: (np.nan_to_num(cv[name], nan=-2.0), -list(cv).index(name)))
         held = self._candidate(self.model_name).fit(x[idx_train], y[idx_train])
         pred = held.predict(x[idx_test])
         self.model = self._candidate(self.model_name).fit(x, y)
-        both = [(r["val_acc"], r["test_acc"]) for r in records if r.get("test_acc") is not None]
         self.quality = {
             "model": self.model_name,
             "cv_tau": cv,
             "heldout_tau": kendall_tau(pred, y[idx_test]),
             "heldout_rmse_points": 100 * rmse(pred, y[idx_test]),
+            "heldout_mae": float(np.mean(np.abs(pred - y[idx_test]))),
             "n_train": int(len(idx_train)),
             "n_test": int(len(idx_test)),
-            "noise_ceiling_tau": kendall_tau(*zip(*both, strict=True)) if len(both) >= 2 else float("nan"),
-            "n_ceiling": len(both),
             "val_acc_range": [float(y.min()), float(y.max())],
         }
         return self
@@ -327,8 +423,10 @@ def _usable(path: Path, sha: str, bn: str) -> AccuracyData | None:
 
 def load_or_collect_accuracy(supernet_path: Path | str, supernet: nn.Module, meta: dict[str, Any],
                              data: ImageData | None, *, n_samples: int = 400, n_ceiling: int = 100, bn: str = "recal",
-                             seed: int = 0, progress: Progress | None = None,
-                             extend: bool = False) -> tuple[AccuracyPredictor, AccuracyData]:
+                             seed: int = 0, progress: Progress | None = None, extend: bool = False,
+                             recal_seeds: int = 2, max_drops: Sequence[float] = DEFAULT_MAX_DROPS,
+                             criterion: str = "confidence",
+                             temperature: bool = False) -> tuple[AccuracyPredictor, AccuracyData]:
     """The fitted accuracy predictor of a supernet, from its cached accuracy data or measured now.
 
     The cache beside the supernet (:func:`accuracy_data_path`), else the one under
@@ -348,13 +446,16 @@ def load_or_collect_accuracy(supernet_path: Path | str, supernet: nn.Module, met
     beside, fallback = accuracy_data_path(file), _fallback_path(sha)
     acc = _usable(beside, sha, bn) or _usable(fallback, sha, bn)
     short = (extend and acc is not None and len(acc.records) < n_samples and acc.meta.get("seed") == seed
-             and acc.meta.get("n_recal_batches") == (N_RECAL_BATCHES if bn == "recal" else 0))
+             and acc.meta.get("n_recal_batches") == (N_RECAL_BATCHES if bn == "recal" else 0)
+             and acc.meta.get("n_recal_seeds") == (recal_seeds if bn == "recal" else 1))
     if acc is None or short:
         if data is None:
             raise DatasetError(f"no accuracy data for supernet '{file}' (sha256 {sha[:12]}, bn={bn}) at '{beside}', "
                                "and no dataset to measure it on; pass --dataset, or restore the .accuracy.json file.")
         acc = collect_accuracy_data(supernet, data, n_samples=n_samples, n_ceiling=n_ceiling, bn=bn, seed=seed,
-                                    progress=progress, supernet_sha256=sha, existing=acc if short else None)
+                                    progress=progress, supernet_sha256=sha, existing=acc if short else None,
+                                    recal_seeds=recal_seeds, max_drops=max_drops, criterion=criterion,
+                                    temperature=temperature)
         acc.meta["supernet_file"] = file.name
         acc.meta["dataset"]["supernet_dataset"] = (meta.get("dataset") or {}).get("spec")
         _write(acc, beside, fallback)

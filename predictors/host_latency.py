@@ -42,8 +42,8 @@ from sklearn.linear_model import RidgeCV
 
 from predictors.errors import CalibrationError, PredictorCacheError, check_header
 from predictors.kernel_graphs import chain_graph, input_shape, null_graph
-from predictors.kernels import subnet_kernels
-from predictors.onnx_io import measure_latencies, onnx_bytes
+from predictors.kernels import exit_kernels, subnet_kernels
+from predictors.onnx_io import measure_latencies, measure_latency, measure_over_inputs, onnx_bytes
 from predictors.units import UnitTable, arch_hash, unit_key, units
 from supernet.checkpoint import read_json, write_json
 from supernet.cnn import CNNConfig, CNNSupernet
@@ -82,6 +82,9 @@ def _lut_units(arch_config: CNNConfig) -> dict[str, list]:
     for j in range(len(space.width_choices)):
         for ks in units(subnet_kernels(arch_config, space.uniform(j))).values():
             out.setdefault(unit_key(ks), ks)
+    for e in range(len(arch_config.exit_blocks)):  # exit heads: timed alone (pool, linears, decision)
+        ks = exit_kernels(arch_config, e)
+        out.setdefault(unit_key(ks), ks)
     return out
 
 
@@ -220,13 +223,16 @@ class HostLUTPredictor:
         self.table, self.alpha = self._fit(np.arange(len(self.cal_subnets)))
 
     def _fit(self, rows: np.ndarray) -> tuple[UnitTable, float]:
-        prior = UnitTable(self.slope * self.lut_table.constant + self.intercept, self.slope * self.lut_table.table)
+        lut = self.lut_table
+        prior = UnitTable(self.slope * lut.constant + self.intercept, self.slope * lut.table, self.slope * lut.stem,
+                          tuple(self.slope * h for h in lut.heads), lut.exit_blocks)
         subnets = [self.cal_subnets[i] for i in rows]
         y = self.cal_ratio[rows]
         widths = np.asarray([s.widths for s in subnets], dtype=np.int64)
         delta, constant, alpha = fit_block_residual(widths, y - prior(subnets), 1.0 / y ** 2,
                                                     len(self.space.width_choices))
-        return UnitTable(prior.constant + constant, prior.table + delta), alpha
+        return UnitTable(prior.constant + constant, prior.table + delta, prior.stem, prior.heads,
+                         prior.exit_blocks), alpha
 
     def predict_ratio(self, subnets: Sequence[SubnetConfig]) -> np.ndarray:
         """Predicted latency relative to the reference subnet (independent of the machine's momentary speed)."""
@@ -235,6 +241,35 @@ class HostLUTPredictor:
     def predict_ms(self, subnets: Sequence[SubnetConfig]) -> np.ndarray:
         """Predicted batch-1, 1-thread onnxruntime latency of each subnet, in ms (at the calibration's speed)."""
         return self.reference_ms * self.table(subnets)
+
+    def predict_exit_ms(self, subnets: Sequence[SubnetConfig]) -> np.ndarray:
+        """``(n, E + 1)`` ms of leaving at each exit, then at the final classifier (see ``UnitTable.exit_costs``).
+
+        The heads' cost is their isolated-unit timing scaled by the fitted slope: the calibration
+        subnets are timed without heads.
+        """
+        return self.reference_ms * self.table.exit_costs(subnets)
+
+    def speed_now(self, arch_config: CNNConfig, *, seconds: float = 1.5, threads: int = 1,
+                  seed: int = 0) -> dict[str, Any]:
+        """Time the reference subnet now (about ``seconds``) against its latency at calibration.
+
+        ``drift`` = now / at calibration; ms at the machine's current speed are ``drift`` times the
+        predictor's ms (which stay in calibration-speed units, so a search's figures do not depend on
+        the moment it ran: same seed, same result).
+        """
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            supernet = CNNSupernet(arch_config)
+        model, shape = subnet_onnx(supernet, self.reference)
+        probe = measure_latency(model, shape, threads=threads, warmup=10, repeats=20, seed=seed)
+        repeats = int(min(2000, max(50, seconds * 1e3 / max(probe.median_ms, 1e-3))))
+        repeats -= repeats % 5
+        stats = measure_latency(model, shape, threads=threads, warmup=5, repeats=max(repeats, 5), seed=seed)
+        return {"reference_arch": self.space.format(self.reference), "reference_ms_at_calibration": self.reference_ms,
+                "reference_ms_now": stats.median_ms, "drift": stats.median_ms / self.reference_ms,
+                "p10_ms": stats.p10_ms, "p90_ms": stats.p90_ms, "repeats": stats.repeats,
+                "note": "predicted host ms are at the calibration's speed; multiply by drift for the speed now"}
 
     def loo_ratio(self) -> np.ndarray:
         """Leave-one-out predictions of the calibration subnets' ratios (the honest calibration error)."""
@@ -295,6 +330,18 @@ def measure_relative(pred: HostLUTPredictor, reference: tuple[bytes, tuple[int, 
             "at_calibration_speed_p10_ms": t.ratio_p10 * pred.reference_ms,
             "at_calibration_speed_p90_ms": t.ratio_p90 * pred.reference_ms,
             "session_ms": t.median_ms, "machine_spread": timed.machine_spread, "rounds": rounds}
+
+
+def measure_expected_relative(pred: HostLUTPredictor, reference: tuple[bytes, tuple[int, ...]], model: Path | bytes,
+                              inputs: np.ndarray, *, passes: int = 1, seed: int = 0) -> dict[str, Any]:
+    """Expected latency of an early-exit model over real inputs, relative to the predictor's reference
+    (:func:`predictors.onnx_io.measure_over_inputs`); ms at the calibration's speed and at this session's."""
+    t = measure_over_inputs(model, reference, inputs, passes=passes, seed=seed)
+    return {**t, "reference_arch": pred.space.format(pred.reference), "reference_ms_at_calibration": pred.reference_ms,
+            "at_calibration_speed_ms": t["ratio"] * pred.reference_ms,
+            "at_calibration_speed_p10_ms": t["ratio_p10"] * pred.reference_ms,
+            "at_calibration_speed_p90_ms": t["ratio_p90"] * pred.reference_ms,
+            "statistic": "mean over inputs of (batch-1 time / preceding reference block median)"}
 
 
 def cache_path(cache_dir: Path, device: str, arch_config: CNNConfig) -> Path:

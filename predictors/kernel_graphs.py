@@ -75,8 +75,14 @@ class _Graph:
             same = [name for name, shape in earlier if shape == _out_shape(k)]
             other = same[-1] if same else self.init(self.rng.random(_out_shape(k)), "r")
             return self.node("Add", [x, other]), 4
+        if k.op == "pool" and k.h_out > 1:
+            size = k.h_in // k.h_out
+            return self.node("AveragePool", [x], kernel_shape=[size, size], strides=[size, size]), 4
         if k.op == "pool":
             return self.node("GlobalAveragePool", [x]), 4
+        if k.op == "decide":  # softmax → max → compare with a threshold, as an exported exit does
+            p = self.node("ReduceMax", [self.node("Softmax", [x], axis=1)], axes=[1], keepdims=0)
+            return self.node("GreaterOrEqual", [self.node("ReduceMin", [p], keepdims=0), self.init(np.array(0.5))]), 0
         if k.op == "linear":
             if rank != 2:
                 x = self.node("Flatten", [x], axis=1)
@@ -109,10 +115,11 @@ def chain_graph(kernels: Sequence[Kernel], rng: np.random.Generator) -> bytes:
     if x == "x":
         x = g.node("Identity", [x])
     out_shape = _out_shape(kernels[-1]) if rank == 4 or kernels[-1].op == "linear" else None
+    out_type = TensorProto.BOOL if kernels[-1].op == "decide" else TensorProto.FLOAT
     graph = helper.make_graph(
         g.nodes, "+".join(k.shape_key for k in kernels),
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(input_shape(first)))],
-        [helper.make_tensor_value_info(x, TensorProto.FLOAT, list(out_shape) if out_shape else None)],
+        [helper.make_tensor_value_info(x, out_type, list(out_shape) if out_shape else None)],
         initializer=g.inits,
     )
     return _model(graph)

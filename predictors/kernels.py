@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hw_profiles import REFERENCE_MODELS
-from supernet.cnn import CNNConfig, cnn_layers
+from supernet.cnn import CNNConfig, cnn_layers, exit_layers
 from supernet.errors import ConfigError, unknown
 from supernet.space import SubnetConfig
 
@@ -81,9 +81,11 @@ def to_kernel(layer: dict[str, Any], *, batch: int = 1, bytes_per_element: int =
         params, elements = 0, batch * (2 * cout * h_out * h_out + cout)
     elif op in ("pool", "maxpool"):
         params, elements = 0, batch * (cin * h_in * h_in + cout * h_out * h_out)
+    elif op == "decide":  # an exit test: softmax over cin logits, max, compare, and the branch
+        params, elements = 0, batch * 2 * cin
     else:
         raise ConfigError(f"unknown kernel op '{op}' in layer '{layer['name']}'; "
-                          "known: conv, dwconv, linear, add, mul, pool, maxpool.")
+                          "known: conv, dwconv, linear, add, mul, pool, maxpool, decide.")
     key = f"{op}:{cin}>{cout}:k{k}s{s}g{g}:h{h_in}:b{batch}:{act}"
     return Kernel(name=str(layer["name"]), op=op, flops=2 * macs, bytes=elements * bytes_per_element, shape_key=key,
                   macs=macs, params=params, batch=batch, cin=cin, cout=cout, kernel=k, stride=s, groups=g,
@@ -103,6 +105,13 @@ def subnet_kernels(arch_config: CNNConfig, subnet: SubnetConfig, *, bytes_per_el
     layers = cnn_layers(arch_config, subnet)
     return [to_kernel({**layer, "act": _cnn_act(layer)}, batch=batch, bytes_per_element=bytes_per_element)
             for layer in layers]
+
+
+def exit_kernels(arch_config: CNNConfig, e: int, *, bytes_per_element: int = 4, batch: int = 1) -> list[Kernel]:
+    """Kernels of exit head ``e``: pooling, two linear layers and the exit decision (``decide``)."""
+    layers = exit_layers(arch_config, e)
+    return [to_kernel({**layer, "act": "relu6" if layer["name"].endswith(".fc1") else "none"}, batch=batch,
+                      bytes_per_element=bytes_per_element) for layer in layers]
 
 
 # ---- reference models -----------------------------------------------------------------------------

@@ -33,7 +33,11 @@ class LatencyPredictor(Protocol):
     device: str
 
     def predict_ms(self, subnets: Sequence[SubnetConfig]) -> np.ndarray:
-        """Predicted batch-1 latency of each subnet on ``device``, in milliseconds."""
+        """Predicted batch-1 latency of each subnet on ``device`` with its exits off, in milliseconds."""
+        ...
+
+    def predict_exit_ms(self, subnets: Sequence[SubnetConfig]) -> np.ndarray:
+        """``(n, E + 1)`` ms of leaving at each exit, then at the final classifier (one column without exits)."""
         ...
 
     def describe(self) -> dict[str, Any]:

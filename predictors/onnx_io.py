@@ -240,3 +240,102 @@ def measure_latencies(models: Mapping[str, tuple[Path | bytes, tuple[int, ...]]]
                                       raw_median_ms=1e3 * float(np.median(raw[key])), blocks=len(r))
     spread = float(np.percentile(ref_blocks, 90) / np.percentile(ref_blocks, 10)) if ref_blocks else 1.0
     return TimingSession(timings, reference_ms, spread)
+
+
+def measure_over_inputs(model: Path | bytes, reference: tuple[Path | bytes, tuple[int, ...]], inputs: np.ndarray, *,
+                        threads: int = 1, warmup: int = 10, block: int = 5, passes: int = 1,
+                        seed: int = 0) -> dict[str, float | int]:
+    """Expected latency of an input-dependent model (early exits): every input of ``inputs`` timed at
+    batch 1, in blocks of ``block`` inputs, each block preceded by a block of reference runs.
+
+    The statistic is the mean over all inputs of (input time / the preceding reference block's
+    median), i.e. the expected latency relative to the reference: the same protocol as
+    :func:`measure_latencies`, with the model's input taken from the data instead of fixed.
+    """
+    _check(warmup, block, passes)
+    ref_sess = session(reference[0], threads=threads)
+    ref_feeds = _feeds(ref_sess, reference[1], seed)
+    sess = session(model, threads=threads)
+    name = sess.get_inputs()[0].name
+    x = np.ascontiguousarray(inputs, dtype=np.float32)
+    for i in range(min(warmup, len(x))):
+        sess.run(None, {name: x[i: i + 1]})
+        ref_sess.run(None, ref_feeds)
+    clock = time.perf_counter
+    ratios, raw, ref_all = [], [], []
+    tr = np.empty(block)
+    for _ in range(passes):
+        for start in range(0, len(x), block):
+            for j in range(block):
+                t0 = clock()
+                ref_sess.run(None, ref_feeds)
+                tr[j] = clock() - t0
+            r_med = float(np.median(tr))
+            ref_all.extend(tr.tolist())
+            for i in range(start, min(start + block, len(x))):
+                feed = {name: x[i: i + 1]}
+                t0 = clock()
+                sess.run(None, feed)
+                dt = clock() - t0
+                ratios.append(dt / r_med)
+                raw.append(dt)
+    ratio = float(np.mean(ratios))
+    reference_ms = 1e3 * float(np.median(ref_all))
+    return {"ratio": ratio, "ratio_p10": float(np.percentile(ratios, 10)), "ratio_p90": float(np.percentile(ratios, 90)),
+            "session_ms": ratio * reference_ms, "raw_mean_ms": 1e3 * float(np.mean(raw)), "reference_ms": reference_ms,
+            "n_inputs": int(len(x)), "passes": passes, "threads": threads}
+
+
+def export_branching_onnx(model: nn.Module, example: torch.Tensor, path: Path, *,
+                          output_names: tuple[str, ...] = (OUTPUT_NAME, "exit_index")) -> None:
+    """Write a model with data-dependent branches (``torch.cond`` → ONNX ``If``) as one self-contained file.
+
+    Uses the dynamo exporter (the TorchScript one cannot trace ``torch.cond``); the input shape is
+    fixed to ``example``'s (batch 1 for an early-exit model). About 5-15 s per model on a CPU.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            import contextlib
+            import logging
+            import os as _os
+
+            logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+            with open(_os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull), \
+                    contextlib.redirect_stderr(devnull):
+                program = torch.onnx.export(model, (example,), dynamo=True, opset_version=18, optimize=True,
+                                            input_names=[INPUT_NAME], output_names=list(output_names),
+                                            external_data=False, verbose=False)
+            proto = program.model_proto
+    finally:
+        model.train(was_training)
+    import onnx
+
+    data = proto.SerializeToString()
+    onnx.checker.check_model(onnx.load_from_string(data))
+    try:
+        atomic_write(Path(path), lambda p: p.write_bytes(data))
+    except OSError as e:
+        raise OutputError(f"cannot write ONNX file '{path}' ({e.strerror}); pass a writable path.") from None
+
+
+def export_multi_output_onnx(model: nn.Module, example: torch.Tensor, path: Path, output_names: list[str]) -> None:
+    """Write a model with several outputs (every exit's logits) with a dynamic batch axis, self-contained."""
+    was_training = model.training
+    model.eval()
+    buf = io.BytesIO()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, (example,), buf, dynamo=False, opset_version=OPSET, do_constant_folding=True,
+                              input_names=[INPUT_NAME], output_names=output_names,
+                              dynamic_axes={INPUT_NAME: {0: "batch"}, **{n: {0: "batch"} for n in output_names}})
+    finally:
+        model.train(was_training)
+    data = buf.getvalue()
+    try:
+        atomic_write(Path(path), lambda p: p.write_bytes(data))
+    except OSError as e:
+        raise OutputError(f"cannot write ONNX file '{path}' ({e.strerror}); pass a writable path.") from None

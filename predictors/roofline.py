@@ -129,8 +129,16 @@ class RooflinePredictor:
             bytes_per_element=self.bytes_per_element)
 
     def predict_ms(self, subnets: Sequence[SubnetConfig]) -> np.ndarray:
-        """Predicted batch-1 latency of each subnet, in ms."""
+        """Predicted batch-1 latency of each subnet (exits off), in ms."""
         return self.table(subnets)
+
+    def predict_exit_ms(self, subnets: Sequence[SubnetConfig]) -> np.ndarray:
+        """``(n, E + 1)`` ms of leaving at each exit, then at the final classifier (heads on the way included).
+
+        A head's exit test (``decide``) is one more launched kernel; the host round trip a
+        data-dependent branch costs on a GPU is not modelled beyond that kernel's overhead.
+        """
+        return self.table.exit_costs(subnets)
 
     def kernels_ms(self, kernels: Sequence[Kernel]) -> float:
         """Latency of any kernel list on this device (e.g. a reference model), in ms."""

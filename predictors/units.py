@@ -19,16 +19,17 @@ from pathlib import Path
 
 import numpy as np
 
-from predictors.kernels import Kernel, subnet_kernels
+from predictors.kernels import Kernel, exit_kernels, subnet_kernels
 from supernet.cnn import CNNConfig
 from supernet.errors import ConfigError
 from supernet.space import SubnetConfig
 
-_BLOCK = re.compile(r"^(b\d+)\.")
+_BLOCK = re.compile(r"^([bx]\d+)\.")
 
 
 def unit_of(kernel_name: str) -> str:
-    """``b3.dw`` → ``b3``; ``stem`` → ``stem``; anything after the blocks → ``tail``."""
+    """``b3.dw`` → ``b3``; ``x1.fc1`` → ``x1`` (exit head 1); ``stem`` → ``stem``; anything after the
+    blocks → ``tail``."""
     m = _BLOCK.match(kernel_name)
     return m.group(1) if m else ("stem" if kernel_name == "stem" else "tail")
 
@@ -66,10 +67,18 @@ def cache_root() -> Path:
 
 @dataclass(frozen=True)
 class UnitTable:
-    """``cost(subnet) = constant + sum_i table[i, widths[i]]`` for one arch config."""
+    """``cost(subnet) = constant + sum_i table[i, widths[i]]`` for one arch config.
+
+    For early exits it also knows ``stem`` (the part of ``constant`` spent before block 0), the
+    cost of each exit head (``heads``, decision included) and the blocks they follow
+    (``exit_blocks``), so :meth:`exit_costs` gives the cost of leaving at each exit.
+    """
 
     constant: float
     table: np.ndarray  # (n_blocks, n_width_choices)
+    stem: float = 0.0
+    heads: tuple[float, ...] = ()
+    exit_blocks: tuple[int, ...] = ()
 
     @classmethod
     def build(cls, arch_config: CNNConfig, cost: Callable[[list[Kernel]], float], *,
@@ -77,7 +86,7 @@ class UnitTable:
         """Evaluate ``cost`` once per unit shape (uniform subnets cover every block at every width)."""
         space = arch_config.space()
         table = np.zeros((space.n_blocks, len(space.width_choices)))
-        constant = 0.0
+        constant = stem = 0.0
         for j in range(len(space.width_choices)):
             groups = units(subnet_kernels(arch_config, space.uniform(j), bytes_per_element=bytes_per_element))
             for name, ks in groups.items():
@@ -85,7 +94,10 @@ class UnitTable:
                     table[int(name[1:]), j] = cost(ks)
                 elif j == 0:
                     constant += cost(ks)
-        return cls(float(constant), table)
+                    stem += cost(ks) if name == "stem" else 0.0
+        heads = tuple(float(cost(exit_kernels(arch_config, e, bytes_per_element=bytes_per_element)))
+                      for e in range(len(arch_config.exit_blocks)))
+        return cls(float(constant), table, float(stem), heads, tuple(arch_config.exit_blocks))
 
     def __call__(self, subnets: Sequence[SubnetConfig]) -> np.ndarray:
         if len(subnets) == 0:
@@ -97,3 +109,23 @@ class UnitTable:
             raise ConfigError(f"width indices must be in [0, {self.table.shape[1] - 1}], but got "
                               f"[{widths.min()}, {widths.max()}].")
         return self.constant + self.table[np.arange(self.table.shape[0]), widths].sum(axis=1)
+
+    def exit_costs(self, subnets: Sequence[SubnetConfig]) -> np.ndarray:
+        """``(n, E + 1)``: the cost of leaving at each exit (enabled or not), then at the final classifier.
+
+        Leaving at exit ``e`` costs the stem, the blocks up to it, head ``e`` and every *enabled*
+        head before it; the last column is the whole subnet plus every enabled head (all exits fail).
+        """
+        total = self(subnets)
+        n, n_exits = len(total), len(self.heads)
+        if n == 0:
+            return np.zeros((0, n_exits + 1))
+        widths = np.asarray([s.widths for s in subnets], dtype=np.int64)
+        per_block = self.table[np.arange(self.table.shape[0]), widths]
+        upto = self.stem + np.cumsum(per_block, axis=1)
+        heads = np.asarray(self.heads, dtype=np.float64)
+        on = np.asarray([s.exits or (0,) * n_exits for s in subnets], dtype=np.float64).reshape(n, n_exits)
+        paid = on * heads
+        before = np.cumsum(paid, axis=1) - paid
+        leave = upto[:, list(self.exit_blocks)] + before + heads if n_exits else np.zeros((n, 0))
+        return np.column_stack([leave, total + paid.sum(axis=1)])

@@ -33,17 +33,45 @@ def _umask() -> int:
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` on a temp file beside ``path``, then rename it into place."""
+    """Call ``write(tmp)`` on a temp file beside ``path``, then rename it into place.
+
+    Missing parent folders are created. On any failure the temp file and the folders created
+    here are removed again, and an :class:`OSError` of the write names ``path`` (not the temp
+    file), so a caller can report it or fall back to another location.
+    """
+    import errno
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    created, p = [], path.parent  # folders this call creates, deepest first
+    while not p.exists() and p != p.parent:
+        created.append(p)
+        p = p.parent
+    tmp: str | None = None
+    in_write = False
     try:
+        if not p.is_dir():  # a file where a parent folder should be (mkdir would say "File exists")
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(path))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        in_write = True
         write(Path(tmp))
+        in_write = False
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; the file should read like any other
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        for d in created:
+            try:
+                d.rmdir()
+            except OSError:
+                pass
+        if isinstance(e, OSError) and e.errno is not None and e.filename != str(path):
+            # Our own steps always concern ``path``; inside ``write`` only errors on the temp file do.
+            about_tmp = e.filename is None or (tmp is not None and e.filename in (tmp, str(Path(tmp))))
+            if not in_write or about_tmp:
+                raise OSError(e.errno, e.strerror, str(path)) from e
         raise
 
 
@@ -71,18 +99,27 @@ def ensure_writable(folder: Path, keep: bool = True) -> None:
     while not p.exists() and p != p.parent:
         missing.append(p)
         p = p.parent
+    ok = False
     try:
+        if not p.is_dir():  # mkdir would only say "File exists" or "Not a directory"
+            what = "it is a file" if p == folder else f"'{p}' is a file"
+            raise OutputError(f"output folder '{folder}' is not writable ({what}, not a folder); pass --out to a "
+                              "writable folder.")
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".write-test.")
         os.close(fd)
         os.unlink(tmp)
+        ok = True
     except OSError as e:
-        raise OutputError(f"output folder '{folder}' is not writable ({e.strerror}); pass --out to a writable folder.") from None
+        raise OutputError(f"output folder '{folder}' is not writable ({e.strerror or e}); pass --out to a writable "
+                          "folder.") from None
     finally:
-        if not keep:
+        if not (keep and ok):  # a failed probe never leaves folders behind
             for d in missing:
-                if d.is_dir():
+                try:
                     d.rmdir()
+                except OSError:
+                    pass
 
 
 def sha256(path: Path) -> str:

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from supernet.dynamic import SwitchableBatchNorm2d, get_importance, segment_sort
+from supernet.dynamic import SwitchableBatchNorm1d, SwitchableBatchNorm2d, get_importance, segment_sort
 from supernet.errors import ConfigError
 from supernet.space import SearchSpace, SubnetConfig
 
@@ -32,6 +32,12 @@ class CNNConfig:
     head_channels: int = 128
     width_choices: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
     dropout: float = 0.0
+    # Early exits: block indices after which an exit head may be attached (ascending, not the last
+    # block: the final classifier is always there). A head is avg-pool to ``exit_pool`` × ``exit_pool``,
+    # a linear layer to ``exit_hidden`` units with switchable BN and ReLU6, then the classifier.
+    exit_blocks: tuple[int, ...] = ()
+    exit_hidden: int = 128
+    exit_pool: int = 4
     family: str = field(default="cnn", init=False)
 
     def __post_init__(self) -> None:
@@ -45,10 +51,38 @@ class CNNConfig:
         for i, (out, stride, expand) in enumerate(self.blocks):
             if out < 1 or stride not in (1, 2) or expand < 1:
                 raise ConfigError(f"`blocks[{i}]` = {(out, stride, expand)} needs out >= 1, stride in (1, 2), expand >= 1.")
-        SearchSpace(n_blocks=len(self.blocks), width_choices=self.width_choices)  # validates choices
+        object.__setattr__(self, "exit_blocks", tuple(int(b) for b in self.exit_blocks))
+        eb = self.exit_blocks
+        if list(eb) != sorted(set(eb)) or any(not (0 <= b < len(self.blocks) - 1) for b in eb):
+            raise ConfigError(f"`exit_blocks` must be ascending block indices in [0, {len(self.blocks) - 2}] "
+                              f"(the last block feeds the final classifier), but got {eb}.")
+        if self.exit_hidden < 1 or self.exit_pool < 1:
+            raise ConfigError(f"`exit_hidden` and `exit_pool` must be >= 1, but got {self.exit_hidden}, {self.exit_pool}.")
+        self.space()  # validates the choices
 
     def space(self) -> SearchSpace:
-        return SearchSpace(n_blocks=len(self.blocks), width_choices=self.width_choices, family="cnn")
+        return SearchSpace(n_blocks=len(self.blocks), width_choices=self.width_choices,
+                           exit_positions=self.exit_blocks, family="cnn")
+
+    def resolution_after(self, block: int) -> int:
+        """Feature-map side length after ``block``."""
+        hw = self.resolution
+        for cout_stride in self.blocks[: block + 1]:
+            hw = (hw + 2 - 3) // cout_stride[1] + 1
+        return hw
+
+    def exit_pool_size(self, block: int) -> int:
+        """Side of the pooled map an exit head after ``block`` reads (divides the map exactly)."""
+        hw = self.resolution_after(block)
+        p = min(self.exit_pool, hw)
+        while hw % p:
+            p -= 1
+        return p
+
+    def stage_ends(self) -> tuple[int, ...]:
+        """The last block of every resolution stage except the final one: the natural exit positions."""
+        n = len(self.blocks)
+        return tuple(i for i in range(n - 1) if self.blocks[i + 1][1] == 2)
 
     def hidden_widths(self, block: int) -> tuple[int, ...]:
         """Hidden channel count of ``block`` for each width choice (ascending, nested)."""
@@ -60,6 +94,7 @@ class CNNConfig:
         d = asdict(self)
         d["blocks"] = [list(b) for b in self.blocks]
         d["width_choices"] = list(self.width_choices)
+        d["exit_blocks"] = list(self.exit_blocks)
         return d
 
     @classmethod
@@ -68,7 +103,8 @@ class CNNConfig:
         known = {f for f in cls.__dataclass_fields__ if f != "family"}
         if set(d) - known:
             raise ConfigError(f"unknown CNN config fields {sorted(set(d) - known)}; known: {sorted(known)}.")
-        return cls(**{**d, "blocks": tuple(tuple(b) for b in d.get("blocks", ())) or CNNConfig().blocks})
+        return cls(**{**d, "blocks": tuple(tuple(b) for b in d.get("blocks", ())) or CNNConfig().blocks,
+                      "exit_blocks": tuple(d.get("exit_blocks", ()))})
 
 
 class ElasticInvertedResidual(nn.Module):
@@ -119,6 +155,30 @@ class ElasticInvertedResidual(nn.Module):
             bn.init_from(idx, src_idx)
 
 
+class ExitHead(nn.Module):
+    """An early exit: average-pool to ``pool`` × ``pool`` → linear → switchable BN → ReLU6 → classifier.
+
+    It reads the fixed output channels of the block before it, so it serves every width of that
+    block; its BN is switchable by that block's width choice (the statistics of the block's output
+    depend on its hidden width, as for the block's own last BN).
+    """
+
+    def __init__(self, cin: int, hw: int, pool: int, hidden: int, num_classes: int, n_widths: int) -> None:
+        super().__init__()
+        self.cin, self.hw, self.pool = cin, hw, pool
+        self.fc1 = nn.Linear(cin * pool * pool, hidden, bias=False)
+        self.bn = SwitchableBatchNorm1d((hidden,) * n_widths)
+        self.classifier = nn.Linear(hidden, num_classes)
+
+    def forward(self, h: torch.Tensor, idx: int) -> torch.Tensor:
+        z = F.avg_pool2d(h, self.hw // self.pool) if self.pool < self.hw else h
+        return self.classifier(F.relu6(self.bn(self.fc1(torch.flatten(z, 1)), idx)))
+
+    @torch.no_grad()
+    def activate(self, idx: int, src_idx: int) -> None:
+        self.bn.init_from(idx, src_idx)
+
+
 class CNNSupernet(nn.Module):
     """Stem → elastic inverted-residual blocks → head. Inputs are images in [0, 1], NCHW."""
 
@@ -144,6 +204,9 @@ class CNNSupernet(nn.Module):
         self.head = nn.Sequential(nn.Conv2d(cin, c.head_channels, 1, bias=False), nn.BatchNorm2d(c.head_channels), nn.ReLU6())
         self.dropout = nn.Dropout(c.dropout)
         self.classifier = nn.Linear(c.head_channels, c.num_classes)
+        self.exits = nn.ModuleList(
+            ExitHead(c.blocks[b][0], c.resolution_after(b), c.exit_pool_size(b), c.exit_hidden, c.num_classes,
+                     len(c.width_choices)) for b in c.exit_blocks)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -155,20 +218,39 @@ class CNNSupernet(nn.Module):
                 nn.init.zeros_(m.bias)
             elif isinstance(m, nn.Linear):
                 nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.zeros_(m.bias)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
         for b in self.blocks:  # zero-init the last BN of residual blocks (each starts as identity)
             if b.residual:
                 for bn in b.bn3.bns:
                     nn.init.zeros_(bn.weight)
 
     def forward(self, x: torch.Tensor, subnet: SubnetConfig | None = None) -> torch.Tensor:
+        """Logits of the final classifier (the subnet with its exits off)."""
+        return self.forward_exits(x, subnet, heads=False)[-1]
+
+    def forward_exits(self, x: torch.Tensor, subnet: SubnetConfig | None = None, *, heads: bool = True,
+                      features: bool = False) -> list[torch.Tensor]:
+        """Logits of every exit head (in order, whether or not the subnet enables it), then the final ones.
+
+        With ``features=True`` the exits' *input feature maps* are returned instead of their logits
+        (for training heads on a frozen backbone); ``heads=False`` skips the heads.
+        """
         widths = (subnet or self.space.largest()).widths
         h = self.stem((x - self.mean) / self.std)
-        for block, idx in zip(self.blocks, widths, strict=True):
+        out: list[torch.Tensor] = []
+        positions = dict(zip(self.config.exit_blocks, range(len(self.exits)), strict=True))
+        for i, (block, idx) in enumerate(zip(self.blocks, widths, strict=True)):
             h = block(h, idx)
+            if i in positions and (heads or features):
+                out.append(h if features else self.exits[positions[i]](h, idx))
         h = self.head(h)
         h = torch.flatten(F.adaptive_avg_pool2d(h, 1), 1)
-        return self.classifier(self.dropout(h))
+        return [*out, self.classifier(self.dropout(h))]
+
+    def exit_logits(self, feats: list[torch.Tensor], subnet: SubnetConfig) -> list[torch.Tensor]:
+        """Every exit head applied to its input feature map (from ``forward_exits(features=True)``)."""
+        return [head(f, subnet.widths[b]) for head, f, b in zip(self.exits, feats, self.config.exit_blocks, strict=True)]
 
     # ---- progressive shrinking hooks ---------------------------------------------------
     def sort_channels(self, trained: tuple[int, ...], importance: str = "l1") -> None:
@@ -178,6 +260,13 @@ class CNNSupernet(nn.Module):
     def activate_width(self, idx: int, src_idx: int) -> None:
         for b in self.blocks:
             b.activate(idx, src_idx)
+        for e in self.exits:
+            e.activate(idx, src_idx)
+
+    def backbone_parameters(self) -> list[nn.Parameter]:
+        """Every parameter except the exit heads'."""
+        head = {id(p) for p in self.exits.parameters()}
+        return [p for p in self.parameters() if id(p) not in head]
 
     # ---- cost model inputs ---------------------------------------------------------------
     def layers(self, subnet: SubnetConfig) -> list[dict[str, int | str]]:
@@ -215,20 +304,63 @@ def cnn_layers(c: CNNConfig, subnet: SubnetConfig) -> list[dict[str, Any]]:
     return layers
 
 
+def exit_layers(c: CNNConfig, e: int) -> list[dict[str, Any]]:
+    """Kernel list of exit head ``e`` (after block ``c.exit_blocks[e]``): pool, linear, classifier, decision.
+
+    The ``decide`` layer is the exit test (softmax, max, compare) and the branch it feeds.
+    """
+    b = c.exit_blocks[e]
+    cin, hw, p = c.blocks[b][0], c.resolution_after(b), c.exit_pool_size(b)
+
+    def row(name: str, op: str, ci: int, co: int, k: int, h_in: int, h_out: int, macs: int) -> dict[str, Any]:
+        return {"name": f"x{e}.{name}", "op": op, "cin": ci, "cout": co, "kernel": k, "stride": k or 1, "groups": 1,
+                "h_in": h_in, "h_out": h_out, "macs": macs}
+
+    layers = []
+    if p < hw:
+        layers.append(row("pool", "pool", cin, cin, hw // p, hw, p, 0))
+    layers.append(row("fc1", "linear", cin * p * p, c.exit_hidden, 1, 1, 1, cin * p * p * c.exit_hidden))
+    layers.append(row("classifier", "linear", c.exit_hidden, c.num_classes, 1, 1, 1, c.exit_hidden * c.num_classes))
+    layers.append(row("decide", "decide", c.num_classes, 1, 0, 1, 1, 0))
+    return layers
+
+
 def count_macs(c: CNNConfig, subnet: SubnetConfig) -> int:
-    """Multiply-accumulates per image."""
+    """Multiply-accumulates per image of the subnet with its exits off (the static network)."""
     return int(sum(layer["macs"] for layer in cnn_layers(c, subnet)))
+
+
+def exit_macs(c: CNNConfig, subnet: SubnetConfig) -> list[int]:
+    """C_i in MACs: the cost of leaving at each exit (enabled or not), then at the final classifier.
+
+    C_i counts the backbone up to exit i, head i, and every *enabled* head before it; the last
+    entry is the whole backbone plus every enabled head (the worst case: all exits fail).
+    """
+    layers = cnn_layers(c, subnet)
+    upto: dict[str, int] = {}
+    total = 0
+    for layer in layers:
+        total += int(layer["macs"])
+        upto[str(layer["name"]).split(".")[0]] = total  # the last layer of a unit wins
+    exits = subnet.exits or (0,) * len(c.exit_blocks)
+    out, heads = [], 0
+    for e, b in enumerate(c.exit_blocks):
+        head = sum(int(r["macs"]) for r in exit_layers(c, e))
+        out.append(upto[f"b{b}"] + heads + head)
+        heads += head if exits[e] else 0
+    return [*out, total + heads]
 
 
 PRESETS: dict[str, CNNConfig] = {
     # Tests and smoke runs: 8×8 single-channel digits, a few thousand MACs.
     "tiny": CNNConfig(in_channels=1, resolution=8, stem_channels=8,
-                      blocks=((8, 1, 2), (16, 2, 2), (16, 1, 2), (24, 2, 2)), head_channels=32),
+                      blocks=((8, 1, 2), (16, 2, 2), (16, 1, 2), (24, 2, 2)), head_channels=32,
+                      exit_blocks=(0, 2), exit_hidden=32, exit_pool=2),
     # The shipped CIFAR-10 default: ~10 M MACs at full width, sized for CPU training.
     "cifar-default": CNNConfig(
         in_channels=3, resolution=32, stem_channels=16,
         blocks=((24, 2, 4), (24, 1, 4), (40, 2, 4), (40, 1, 4), (40, 1, 4),
                 (80, 2, 4), (80, 1, 4), (80, 1, 4), (96, 1, 4)),
-        head_channels=320, dropout=0.1,
+        head_channels=320, dropout=0.1, exit_blocks=(1, 4), exit_hidden=128, exit_pool=4,
     ),
 }

@@ -18,10 +18,12 @@ from supernet.errors import unknown
 class SwitchableBatchNorm2d(nn.Module):
     """One ``BatchNorm2d`` per width choice; ``forward(x, idx)`` uses the ``idx``-th."""
 
+    bn_class: type[nn.modules.batchnorm._BatchNorm] = nn.BatchNorm2d
+
     def __init__(self, num_features: tuple[int, ...], momentum: float = 0.1) -> None:
         super().__init__()
         self.num_features = tuple(int(n) for n in num_features)
-        self.bns = nn.ModuleList(nn.BatchNorm2d(n, momentum=momentum) for n in self.num_features)
+        self.bns = nn.ModuleList(self.bn_class(n, momentum=momentum) for n in self.num_features)
 
     def forward(self, x: torch.Tensor, idx: int) -> torch.Tensor:
         return self.bns[idx](x)
@@ -43,6 +45,12 @@ class SwitchableBatchNorm2d(nn.Module):
         bn = self.bns[idx]
         for t in (bn.weight, bn.bias, bn.running_mean, bn.running_var):
             t.copy_(t[perm])
+
+
+class SwitchableBatchNorm1d(SwitchableBatchNorm2d):
+    """One ``BatchNorm1d`` per width choice (exit heads: features after a linear layer)."""
+
+    bn_class = nn.BatchNorm1d
 
 
 # Channel importance: a function of an elastic block returning one score per hidden channel.

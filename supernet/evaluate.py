@@ -35,6 +35,32 @@ def predictions(model: nn.Module, x: np.ndarray, batch_size: int = 256, subnet: 
     return np.concatenate(out) if out else np.zeros(0, np.int64)
 
 
+@torch.no_grad()
+def all_exit_logits(model: nn.Module, x: np.ndarray, batch_size: int = 256,
+                    subnet: SubnetConfig | None = None) -> list[np.ndarray]:
+    """Logits of every exit head and then of the final classifier, for every image (eval mode, fp32).
+
+    ``model`` is a supernet (then ``subnet`` picks the widths) or an extracted static subnet.
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out: list[list[np.ndarray]] = []
+    try:
+        for xb, _ in batches(x, np.zeros(len(x), np.int64), batch_size):
+            xb = xb.to(device, memory_format=torch.channels_last)
+            logits = model.forward_exits(xb, subnet) if subnet is not None else model.forward_all(xb)
+            out.append([t.float().cpu().numpy() for t in logits])
+    finally:
+        model.train(was_training)
+    return [np.concatenate([o[i] for o in out]) for i in range(len(out[0]))] if out else []
+
+
+def exit_accuracies(model: nn.Module, x: np.ndarray, y: np.ndarray, subnet: SubnetConfig | None = None) -> list[float]:
+    """Top-1 accuracy of every exit head, then of the final classifier."""
+    return [float((lg.argmax(1) == y).mean()) for lg in all_exit_logits(model, x, subnet=subnet)]
+
+
 def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray, subnet: SubnetConfig | None = None,
              batch_size: int = 256) -> float:
     return float((predictions(model, x, batch_size, subnet) == y).mean())

@@ -24,6 +24,9 @@ def _copy_bn(dst: nn.BatchNorm2d, src: nn.BatchNorm2d) -> None:
 def extract(supernet: CNNSupernet, subnet: SubnetConfig) -> StaticCNN:
     """Copy the sliced weights of ``subnet`` into a new :class:`StaticCNN` (eval mode, on CPU).
 
+    Every exit head of the supernet is copied (the subnet's exit mask only decides which ones an
+    exit policy may use; see :mod:`supernet.early_exit`), each with the BN of its block's width.
+
     BN statistics are the switchable ones of each block's width choice; call
     :func:`supernet.bn.recalibrate` on the result for exact statistics of this subnet.
     The supernet is left untouched.
@@ -33,7 +36,8 @@ def extract(supernet: CNNSupernet, subnet: SubnetConfig) -> StaticCNN:
     specs = []
     for i, ((cout, stride, _e), idx) in enumerate(zip(c.blocks, subnet.widths, strict=True)):
         specs.append((c.hidden_widths(i)[idx], cout, stride))
-    model = StaticCNN(c.in_channels, c.stem_channels, specs, c.head_channels, c.num_classes, c.dropout)
+    exits = [(b, c.resolution_after(b) // c.exit_pool_size(b), c.exit_pool_size(b), c.exit_hidden) for b in c.exit_blocks]
+    model = StaticCNN(c.in_channels, c.stem_channels, specs, c.head_channels, c.num_classes, c.dropout, exits)
     model.mean.copy_(supernet.mean)
     model.std.copy_(supernet.std)
     model.stem.load_state_dict(supernet.stem.state_dict())
@@ -47,4 +51,9 @@ def extract(supernet: CNNSupernet, subnet: SubnetConfig) -> StaticCNN:
         _copy_bn(dst.expand[1], src.bn1.bns[idx])
         _copy_bn(dst.dw[1], src.bn2.bns[idx])
         _copy_bn(dst.project[1], src.bn3.bns[idx])
+    for dst, src, b in zip(model.exits, supernet.exits, c.exit_blocks, strict=True):
+        idx = subnet.widths[b]
+        dst.fc1.weight.copy_(src.fc1.weight)
+        dst.classifier.load_state_dict(src.classifier.state_dict())
+        _copy_bn(dst.bn, src.bn.bns[idx])
     return model.to(supernet.mean.device).eval()

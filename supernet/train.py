@@ -36,7 +36,7 @@ from supernet.checkpoint import (
 from supernet.data import ImageData, batches, check_matches, load_dataset
 from supernet.dynamic import get_importance
 from supernet.errors import CheckpointError, CheckpointMismatchError, ConfigError, OutputError
-from supernet.evaluate import accuracy
+from supernet.evaluate import accuracy, exit_accuracies
 from supernet.registry import get_family, get_preset
 
 STATE_VERSION = 1
@@ -65,6 +65,15 @@ class TrainConfig(BaseModel):
     kd_temperature: float = Field(default=1.0, gt=0)
     kd_weight: float = Field(default=0.5, ge=0, le=1)
     importance: str = "l1"
+    # Early exits: an extra stage after progressive shrinking that trains the exit heads, either on a
+    # frozen backbone (heads only; the backbone's accuracy cannot drop) or jointly (weighted exit
+    # losses plus in-place distillation from the largest subnet's final exit).
+    exit_epochs: int = Field(default=0, ge=0)
+    exit_route: Literal["frozen", "joint"] = "frozen"
+    exit_weight: float = Field(default=1.0, gt=0)
+    # Start from a trained supernet (its backbone weights); no progressive-shrinking stages then.
+    init_from: str | None = None
+    init_sha256: str | None = None
     seed: int = 0
     device_type: Literal["cpu", "cuda"] = "cpu"
     bf16: bool = False  # bf16 autocast pays only with AVX-512 BF16 or AMX; slower on AVX2 CPUs
@@ -73,7 +82,7 @@ class TrainConfig(BaseModel):
     @field_validator("stage_epochs")
     @classmethod
     def _positive(cls, v: tuple[int, ...]) -> tuple[int, ...]:
-        if not v or any(e <= 0 for e in v):
+        if any(e <= 0 for e in v):
             raise ValueError("every stage needs epochs > 0; pass --epochs N with N >= 1")
         return v
 
@@ -92,10 +101,29 @@ class TrainConfig(BaseModel):
 
     @model_validator(mode="after")
     def _stages_fit(self) -> TrainConfig:
-        n = len(self.arch().width_choices)
+        arch = self.arch()
+        n = len(arch.width_choices)
         if len(self.stage_epochs) > n:
             raise ValueError(f"{len(self.stage_epochs)} stages given but the space has only {n} width choices")
+        if self.init_from is None and not self.stage_epochs:
+            raise ValueError("every stage needs epochs > 0; pass --epochs N with N >= 1")
+        if self.init_from is not None and self.stage_epochs:
+            raise ValueError("--init-from starts from a trained supernet and runs only the exit stage; "
+                             "drop --epochs/--stage-epochs or --init-from")
+        if self.init_from is not None and not self.exit_epochs:
+            raise ValueError("--init-from needs --exit-epochs >= 1 (it trains the exit heads)")
+        if self.exit_epochs and not getattr(arch, "exit_blocks", ()):
+            raise ValueError(f"preset '{self.preset}' has no exit heads (exit_blocks is empty); "
+                             "drop --exit-epochs or choose a preset with exits")
         return self
+
+    @property
+    def stages(self) -> tuple[int, ...]:
+        """Epochs of every stage: the progressive-shrinking ones, then the exit stage (if any)."""
+        return tuple(self.stage_epochs) + ((self.exit_epochs,) if self.exit_epochs else ())
+
+    def is_exit_stage(self, stage: int) -> bool:
+        return bool(self.exit_epochs) and stage == len(self.stage_epochs)
 
     def arch(self) -> Any:
         """The architecture config: the preset, with ``width_choices`` overridden when given."""
@@ -106,11 +134,14 @@ class TrainConfig(BaseModel):
 
     @property
     def total_epochs(self) -> int:
-        return sum(self.stage_epochs)
+        return sum(self.stages)
 
     def stage_of(self, epoch: int) -> int:
-        """Shrinking stage (0-based) that ``epoch`` (0-based) belongs to."""
-        return int(np.searchsorted(np.cumsum(self.stage_epochs), epoch, side="right"))
+        """Stage (0-based) that ``epoch`` (0-based) belongs to."""
+        return int(np.searchsorted(np.cumsum(self.stages), epoch, side="right"))
+
+    def stage_start(self, stage: int) -> int:
+        return sum(self.stages[:stage])
 
 
 def resolve_device(device_type: str) -> torch.device:
@@ -126,16 +157,21 @@ def _epoch_seed(seed: int, epoch: int) -> int:
 def _lr(cfg: TrainConfig, epoch: int, step: int, steps_per_epoch: int) -> float:
     """Cosine schedule restarted per stage; later stages start at ``lr * later_lr_scale``."""
     stage = cfg.stage_of(epoch)
-    start = sum(cfg.stage_epochs[:stage])
-    total = cfg.stage_epochs[stage] * steps_per_epoch
+    start = cfg.stage_start(stage)
+    total = cfg.stages[stage] * steps_per_epoch
     t = (epoch - start) * steps_per_epoch + step
-    base = cfg.lr * (1.0 if stage == 0 else cfg.later_lr_scale)
+    base = cfg.lr * (1.0 if stage == 0 and not cfg.is_exit_stage(stage) else cfg.later_lr_scale)
     return base * 0.5 * (1.0 + math.cos(math.pi * t / total))
 
 
-def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.SGD:
-    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
+def _optimizer(model: torch.nn.Module, cfg: TrainConfig, stage: int = 0) -> torch.optim.SGD:
+    """SGD over the parameters a stage trains: only the exit heads in a frozen-backbone exit stage."""
+    if cfg.is_exit_stage(stage) and cfg.exit_route == "frozen":
+        params = list(model.exits.parameters())
+    else:
+        params = list(model.parameters())
+    decay = [p for p in params if p.ndim > 1]
+    no_decay = [p for p in params if p.ndim <= 1]
     return torch.optim.SGD(
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=cfg.lr, momentum=cfg.momentum, nesterov=True,
@@ -150,8 +186,11 @@ def _kd_loss(student: torch.Tensor, teacher: torch.Tensor, y: torch.Tensor, cfg:
 
 
 def _widths_at(cfg: TrainConfig, stage: int) -> tuple[int, ...]:
+    """Width indices trained in ``stage``; the exit stage keeps the widths trained before it."""
     n = len(cfg.arch().width_choices)
-    return tuple(range(n - 1 - stage, n))
+    if cfg.init_from is not None:
+        return tuple(range(n))
+    return tuple(range(n - 1 - min(stage, len(cfg.stage_epochs) - 1), n))
 
 
 class Trainer:
@@ -169,12 +208,34 @@ class Trainer:
         self.model = get_family(cfg.family).build(arch, mean, std).to(self.device)
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        if cfg.init_from is not None:
+            self._init_backbone(Path(cfg.init_from))
         self.space = self.model.space
-        self.optimizer = _optimizer(self.model, cfg)
+        self.optimizer = _optimizer(self.model, cfg, 0)
         self.epoch = 0
         self.history: list[dict[str, Any]] = []
         self.progress = progress
         self._prepared = False
+
+    def _init_backbone(self, path: Path) -> None:
+        """Copy a trained supernet's backbone (every tensor but the exit heads') into the model."""
+        from supernet.checkpoint import load_supernet
+
+        src, meta = load_supernet(path, self.device)
+        mine = {k: v for k, v in self.cfg.arch().to_dict().items() if not k.startswith("exit_")}
+        theirs = {k: v for k, v in (meta.get("config") or {}).items() if not k.startswith("exit_")}
+        theirs.setdefault("dropout", mine.get("dropout"))
+        if meta.get("family") != self.cfg.family or theirs != mine:
+            raise CheckpointMismatchError(
+                f"--init-from '{path}' is a {meta.get('family')} supernet with another architecture than preset "
+                f"'{self.cfg.preset}'; pass the preset it was trained with.")
+        state = {k: v for k, v in src.state_dict().items() if not k.startswith("exits.")}
+        missing, _ = self.model.load_state_dict(state, strict=False)
+        if any(not k.startswith("exits.") for k in missing):
+            raise CheckpointMismatchError(f"--init-from '{path}' lacks backbone tensors (e.g. {missing[0]}); "
+                                          "pass a supernet written by `dynnas train`.")
+        if self.cfg.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
 
     # ---- checkpoints -------------------------------------------------------------------------
     @property
@@ -208,7 +269,7 @@ class Trainer:
         if not isinstance(state, dict) or state.get("state_version") != STATE_VERSION:
             raise CheckpointError(f"training state '{self.state_path}' is corrupt or from another dynnas version; start afresh.")
         old = state.get("config", {})
-        for key in ("family", "preset", "dataset"):
+        for key in ("family", "preset", "dataset", "exit_epochs", "exit_route", "init_sha256"):
             if old.get(key) != getattr(self.cfg, key):
                 raise CheckpointMismatchError(
                     f"checkpoint in '{self.out}' was trained with {key}={old.get(key)!r}, not {getattr(self.cfg, key)!r}; "
@@ -228,7 +289,7 @@ class Trainer:
             self.model.load_state_dict(model_state, strict=True)
         except RuntimeError as e:
             raise CheckpointMismatchError(f"checkpoint '{self.ckpt_path}' does not fit this network ({str(e)[:100]}).") from None
-        self.optimizer = _optimizer(self.model, self.cfg)
+        self.optimizer = _optimizer(self.model, self.cfg, self.cfg.stage_of(max(self.epoch - 1, 0)))
         for gi, g in enumerate(self.optimizer.param_groups):
             g.update(state["param_groups"][gi])
             for pi, p in enumerate(g["params"]):
@@ -244,7 +305,82 @@ class Trainer:
         new = trained[0] - 1
         self.model.sort_channels(trained, self.cfg.importance)
         self.model.activate_width(new, new + 1)
-        self.optimizer = _optimizer(self.model, self.cfg)
+        self.optimizer = _optimizer(self.model, self.cfg, stage)
+
+    def _begin_exit_stage(self, stage: int) -> None:
+        """The exit stage trains no new width: only a fresh optimiser (heads only when frozen)."""
+        self.optimizer = _optimizer(self.model, self.cfg, stage)
+
+    def _train_exit_epoch(self, epoch: int) -> float:
+        """One epoch of exit training (sandwich rule over the trained widths, KD from the largest's final exit).
+
+        Frozen route: backbone in eval mode under ``no_grad`` (its weights and BN statistics are
+        untouched); every head of every sandwich subnet learns from the largest subnet's final
+        logits. Joint route: all weights train; the largest subnet's loss is CE on its final exit
+        plus ``exit_weight`` times the mean CE of its heads; the smallest (all exits on) and the
+        random subnets (random exit masks) distil every enabled exit from the largest's output.
+        """
+        cfg, model = self.cfg, self.model
+        stage = cfg.stage_of(epoch)
+        widths = _widths_at(cfg, stage)
+        seed = _epoch_seed(cfg.seed, epoch)
+        torch.manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)
+        rng = np.random.default_rng(seed)
+        space = self.space
+        n_exits = len(space.exit_positions)
+        largest = space.make(space.largest().widths, (1,) * n_exits)
+        smallest = space.make(space.uniform(widths[0]).widths, (1,) * n_exits)
+        frozen = cfg.exit_route == "frozen"
+        steps = len(self.data.y_train) // cfg.batch_size
+        model.train()
+        if frozen:
+            for m in (model.stem, model.blocks, model.head, model.dropout):
+                m.eval()
+        fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        total, n = 0.0, 0
+        for step, (x, y) in enumerate(batches(self.data.x_train, self.data.y_train, cfg.batch_size, gen=gen,
+                                              train=True, drop_last=True)):
+            for g in self.optimizer.param_groups:
+                g["lr"] = _lr(cfg, epoch, step, steps)
+            x = x.to(self.device, memory_format=fmt)
+            y = y.to(self.device)
+            self.optimizer.zero_grad(set_to_none=True)
+            subnets = [smallest] + [space.sample(rng, widths) for _ in range(cfg.n_random)]
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+                if frozen:
+                    with torch.no_grad():
+                        feats = model.forward_exits(x, largest, features=True)
+                    teacher = feats[-1].float()
+                    outs = model.exit_logits(feats[:-1], largest)
+                    loss = sum(_kd_loss(o.float(), teacher, y, cfg) for o in outs) / n_exits
+                else:
+                    outs = model.forward_exits(x, largest)
+                    teacher = outs[-1].detach().float()
+                    exit_ce = sum(F.cross_entropy(o.float(), y, label_smoothing=cfg.label_smoothing) for o in outs[:-1])
+                    loss = F.cross_entropy(outs[-1].float(), y, label_smoothing=cfg.label_smoothing) \
+                        + cfg.exit_weight * exit_ce / n_exits
+            loss.backward()
+            for sub in subnets:
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+                    if frozen:
+                        with torch.no_grad():
+                            feats = model.forward_exits(x, sub, features=True)
+                        s_loss = sum(_kd_loss(o.float(), teacher, y, cfg) for o in model.exit_logits(feats[:-1], sub))
+                        s_loss = s_loss / n_exits
+                    else:
+                        outs = model.forward_exits(x, sub)
+                        on = [o for o, bit in zip(outs[:-1], sub.exits, strict=True) if bit]
+                        s_loss = _kd_loss(outs[-1].float(), teacher, y, cfg)
+                        if on:
+                            s_loss = s_loss + cfg.exit_weight * sum(_kd_loss(o.float(), teacher, y, cfg) for o in on) / len(on)
+                s_loss.backward()
+            self.optimizer.step()
+            total += float(loss.detach())
+            n += 1
+            if self.progress is not None:
+                self.progress.step(epoch=epoch, stage=stage, loss=total / n)
+        return total / max(n, 1)
 
     def _train_epoch(self, epoch: int) -> float:
         cfg, model = self.cfg, self.model
@@ -304,18 +440,25 @@ class Trainer:
         done = 0
         while self.epoch < self.cfg.total_epochs and (stop_after is None or done < stop_after):
             epoch, stage = self.epoch, self.cfg.stage_of(self.epoch)
-            if stage > 0 and epoch == sum(self.cfg.stage_epochs[:stage]):
+            exit_stage = self.cfg.is_exit_stage(stage)
+            if epoch == self.cfg.stage_start(stage) and exit_stage:
+                self._begin_exit_stage(stage)
+            elif stage > 0 and epoch == self.cfg.stage_start(stage):
                 self._begin_stage(stage)
             if self.progress is not None:
                 self.progress.begin_epoch(epoch, stage, len(self.data.y_train) // self.cfg.batch_size)
             t0 = time.perf_counter()
-            loss = self._train_epoch(epoch)
+            loss = self._train_exit_epoch(epoch) if exit_stage else self._train_epoch(epoch)
             widths = _widths_at(self.cfg, stage)
             record = {
                 "epoch": epoch + 1, "stage": stage + 1, "loss": round(loss, 5), "seconds": round(time.perf_counter() - t0, 2),
                 "val_acc_largest": accuracy(self.model, self.data.x_val, self.data.y_val, self.space.largest()),
                 "val_acc_smallest": accuracy(self.model, self.data.x_val, self.data.y_val, self.space.uniform(widths[0])),
             }
+            if exit_stage:
+                record["route"] = self.cfg.exit_route
+                record["val_acc_exits_largest"] = exit_accuracies(self.model, self.data.x_val, self.data.y_val,
+                                                                  self.space.largest())[:-1]
             self.history.append(record)
             self.epoch += 1
             done += 1

@@ -32,9 +32,11 @@ def digits() -> ImageData:
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory, digits: ImageData) -> Path:
-    """Run folder of a tiny CNN supernet (1 epoch per stage on digits); holds supernet.safetensors."""
+    """Run folder of a tiny CNN supernet (progressive shrinking, then 2 epochs of exit heads on the frozen
+    backbone, on digits); holds supernet.safetensors."""
     out = tmp_path_factory.mktemp("tiny_run")
-    Trainer(TrainConfig(preset="tiny", dataset="digits", stage_epochs=(2, 1, 1, 1), lr=0.2, seed=0), out, data=digits).run()
+    Trainer(TrainConfig(preset="tiny", dataset="digits", stage_epochs=(2, 1, 1, 1), exit_epochs=2, lr=0.2, seed=0), out,
+            data=digits).run()
     return out
 
 

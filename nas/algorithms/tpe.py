@@ -57,7 +57,7 @@ class OptunaSearch(SearchAlgorithm):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.space = ctx.problem.space
         self.batch_size = batch_size
-        self.has_constraint = ctx.problem.n_constr > 0
+        self.constraints = ctx.problem.constraint_names
         self.params = self._param_names()
         path = (ctx.workdir / STUDY_FILE).resolve()
         self.storage = optuna.storages.RDBStorage(f"sqlite:///{path}", engine_kwargs={"creator": _connector(path)})
@@ -109,8 +109,8 @@ class OptunaSearch(SearchAlgorithm):
             if i >= len(subnets):  # asked but never evaluated (budget ran out)
                 self.study.tell(trial, state=TrialState.FAIL)
                 continue
-            if self.has_constraint:
-                trial.set_constraint("latency_ms", float(G[i, 0]))
+            for j, name in enumerate(self.constraints):
+                trial.set_constraint(name, float(G[i, j]))
             self.study.tell(trial, [float(-F[i, 0]), float(F[i, 1])])
 
     def describe(self) -> dict[str, Any]:

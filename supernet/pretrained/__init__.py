@@ -42,21 +42,27 @@ def sample_path(supernet_path: Path) -> Path:
 
 
 def load_sample(path: Path, spec: str) -> ImageData:
+    """The shipped sample as a dataset: training images for BN recalibration, validation images (for
+    exit thresholds; the training images stand in for them in a sample written without any) and
+    test images."""
     with np.load(path, allow_pickle=False) as z:
         xs, ys, xc, yc = z["x_test"], z["y_test"], z["x_calib"], z["y_calib"]
+        xv, yv = (z["x_val"], z["y_val"]) if "x_val" in z.files else (xc, yc)
         classes = tuple(str(c) for c in z["classes"])
-    return ImageData(f"{spec} (sample)", classes, xc, yc, xc, yc, xs, ys)
+    return ImageData(f"{spec} (sample)", classes, xc, yc, xv, yv, xs, ys)
 
 
-def save_sample(path: Path, data: ImageData, n_test: int, n_calib: int, seed: int = 0) -> None:
-    """Write a compressed sample: ``n_test`` test images and ``n_calib`` training images."""
+def save_sample(path: Path, data: ImageData, n_test: int, n_calib: int, seed: int = 0, n_val: int = 1000) -> None:
+    """Write a compressed sample: ``n_test`` test, ``n_calib`` training and ``n_val`` validation images."""
     from supernet.checkpoint import atomic_write
 
     rng = np.random.default_rng(seed)
     t = np.sort(rng.permutation(len(data.y_test))[:n_test])
     c = rng.permutation(len(data.y_train))[:n_calib]
+    v = np.sort(np.random.default_rng(seed + 1).permutation(len(data.y_val))[:n_val])
     arrays = {"x_test": data.x_test[t], "y_test": data.y_test[t], "x_calib": data.x_train[c],
-              "y_calib": data.y_train[c], "classes": np.asarray(data.classes)}
+              "y_calib": data.y_train[c], "x_val": data.x_val[v], "y_val": data.y_val[v],
+              "classes": np.asarray(data.classes)}
     atomic_write(path, lambda p: np.savez_compressed(open(p, "wb"), **arrays))
 
 

@@ -82,7 +82,7 @@ def test_search_writes_the_run_folder_contract(sn, first_run):
         == set(combined["subnet_id"])
 
     run = load_run(out)
-    assert run["status"] == "complete" and run["format_version"] == 1 and run["seed"] == 0
+    assert run["status"] == "complete" and run["format_version"] == 2 and run["seed"] == 0
     assert run["command"].startswith("dynnas search --device jetson-orin")
     assert run["settings"]["budget"] == 12 and run["algorithms"] == ["nsga2", "optuna", "random"]
     assert {"dynnas", "torch", "optuna", "pymoo", "onnxruntime"} <= set(run["versions"])
@@ -183,7 +183,15 @@ def _corrupt_supernet(tmp_path: Path) -> Path:
     (["--top", "-1"], "--top must be >= 0"),
     (["--bn", "frozen"], "--bn must be one of"),
     (["--latency-budget", "-2"], "--latency-budget must be a positive"),
-    (["--latency-budget", "1e-6"], "is unreachable on jetson-orin: the fastest subnet (w0-0-0-0) is predicted at"),
+    (["--latency-budget", "1e-6"], "is unreachable on jetson-orin: the fastest subnet (w0-0-0-0_x"),
+    (["--max-worst-latency", "1e-6"], "worst-case latency budget 1e-06 ms is unreachable on jetson-orin: the fastest "
+                                      "worst case (w0-0-0-0_x00, exits off)"),
+    (["--max-worst-latency", "-1"], "--max-worst-latency must be a positive"),
+    (["--max-accuracy-drop", "-1"], "--max-accuracy-drop is in accuracy points and must be in [0, 100)"),
+    (["--max-accuracy-drop", "100"], "--max-accuracy-drop is in accuracy points and must be in [0, 100)"),
+    (["--max-accuracy-drop", "0.3"], "--max-accuracy-drop 0.3 pp was not calibrated for this supernet; choose one of "
+                                     "0.25, 0.5, 1, 2 pp"),
+    (["--exits", "maybe"], "--exits must be auto, on or off"),
     (["--supernet", "/no/such/supernet.safetensors"], "does not exist"),
     ("corrupt-supernet", "corrupt"),
     ("bad-profile", "memory_bandwidth"),

@@ -46,8 +46,10 @@ def make_run(folder: Path, supernet_path: Path, *, device: str = "host", n: int 
         rows, hist = [], []
         for i in range(n // 2):
             sub = space.sample(rng)
+            sub = space.make(sub.widths, (0,) * len(sub.exits))  # static subnets; exits: tests/nas/test_exits.py
             macs, acc, lat = predict(sub)
-            rows.append((i, alg, space.subnet_id(sub), space.format(sub), acc, lat, macs, True))
+            rates = ";".join(["0"] * len(sub.exits) + ["1"])
+            rows.append((i, alg, space.subnet_id(sub), space.format(sub), acc, lat, macs, True, acc, lat, rates))
             hist.append((alg, i + 1, 0.3 + 0.01 * i))
         results.append(SearchResult(algorithm=alg, budget=n // 2, seed=seed, seconds=1.0,
                                     evaluations=pd.DataFrame(rows, columns=list(EVAL_COLUMNS)),
@@ -112,7 +114,7 @@ def test_export_writes_self_contained_verified_subnets(exported, tiny_supernet_p
         # weights.safetensors rebuilds the same plain PyTorch module from arch.json
         spec = arch["pytorch"]
         static = StaticCNN(spec["in_channels"], spec["stem"], [tuple(b) for b in spec["blocks"]], spec["head"],
-                           spec["num_classes"], spec["dropout"])
+                           spec["num_classes"], spec["dropout"], [tuple(e) for e in spec["exits"]])
         static.load_state_dict(load_tensors(folder / "weights.safetensors")[0])
         with torch.no_grad():
             again = static.eval()(to_tensor(digits.x_test)).numpy()

@@ -94,7 +94,7 @@ def test_host_predictor_measures_then_reloads_identically(host_cache: tuple[Path
     doc = json.loads(files[0].read_text())
     assert doc["format"] == "dynnas-latency-lut" and doc["format_version"] == 2
     assert doc["host"]["threads"] == 1 and doc["host"]["onnxruntime"]
-    assert len(doc["lut"]) == 4 * 4 + 2  # every block at every width, plus stem and tail
+    assert len(doc["lut"]) == 4 * 4 + 2 + 2  # every block at every width, stem, tail and the two exit heads
     assert len(doc["calibration"]) == 8
 
     again = latency_predictor("host", TINY, cache_dir=folder)

@@ -21,7 +21,7 @@ from supernet.extract import extract
 def tiny_model() -> torch.nn.Module:
     torch.manual_seed(0)
     net = CNNSupernet(PRESETS["tiny"])
-    return extract(net, net.space.parse("w3-1-2-0"))
+    return extract(net, net.space.parse("w3-1-2-0_x00"))
 
 
 def test_export_is_one_self_contained_file_that_matches_torch(tmp_path: Path, tiny_model: torch.nn.Module) -> None:

@@ -33,8 +33,8 @@ def test_resume_reaches_the_same_weights(tmp_path, digits):
 def test_training_learns_and_writes_a_loadable_artifact(tiny_run, digits):
     model, meta = load_supernet(tiny_run)
     hist = meta["history"]
-    assert len(hist) == 5 and hist[-1]["stage"] == 4
-    assert hist[-1]["loss"] < hist[0]["loss"]
+    assert len(hist) == 7 and hist[-3]["stage"] == 4 and hist[-1]["stage"] == 5 and hist[-1]["route"] == "frozen"
+    assert hist[-3]["loss"] < hist[0]["loss"]
     assert hist[-1]["val_acc_largest"] > 0.3  # 10 classes: chance is 0.1
     assert meta["dataset"]["spec"] == "digits" and len(meta["mean"]) == 1
     assert meta["train_config"]["stage_epochs"] == [2, 1, 1, 1]

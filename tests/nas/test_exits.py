@@ -1,0 +1,127 @@
+"""Early exits through the search and the export: objectives, constraints, the exit-free subset, `If` export."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from nas.pareto import non_dominated
+from supernet.checkpoint import save_supernet
+from supernet.cnn import PRESETS, CNNConfig, CNNSupernet
+from tests.cli import fails_cleanly, ok
+
+
+def search(sn: Path, out: Path, *extra: str) -> list[str]:
+    return ["search", "--device", "jetson-orin", "--supernet", str(sn), "--bn", "switchable",
+            "--accuracy-samples", "32", "--out", str(out), "--budget", "40", "--seed", "0", *extra]
+
+
+@pytest.fixture(scope="module")
+def exit_run(sn, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("exits") / "run"
+    ok(search(sn, out, "--top", "0", "--algorithm", "nsga2,random", "--max-accuracy-drop", "2"))
+    return out
+
+
+def test_search_objectives_are_dynamic(exit_run):
+    run = json.loads((exit_run / "run.json").read_text())
+    assert run["exits"]["searched"] and run["exits"]["positions"] == [0, 2]
+    assert run["settings"]["max_accuracy_drop"] == pytest.approx(0.02)
+    ev = pd.read_csv(exit_run / "evaluations.csv", dtype={"exit_rates": str, "arch": str})
+    rates = np.array([[float(v) for v in r.split(";")] for r in ev["exit_rates"]])
+    assert rates.shape[1] == 3 and np.allclose(rates.sum(axis=1), 1.0, atol=1e-3)
+    has_exit = ev["arch"].str.contains(r"_x\d*1")
+    assert has_exit.any() and (~has_exit).any()  # both kinds were evaluated
+    assert np.allclose(rates[~has_exit.to_numpy(), 2], 1.0)  # exits off: every input reaches the final classifier
+    assert (ev["latency_ms"] <= ev["worst_latency_ms"] + 1e-12).all()  # expected ≤ worst case
+    assert (ev["accuracy"] <= ev["static_accuracy"] + 1e-12).all()
+    assert (ev["static_accuracy"] - ev["accuracy"] <= 0.02 + 1e-9).all()
+    # without exits the expected latency is the static one, and the worst case equals it
+    assert np.allclose(ev.loc[~has_exit, "latency_ms"], ev.loc[~has_exit, "worst_latency_ms"])
+    w, f = run["exits"]["with_exits"], run["exits"]["exit_free"]
+    assert w["hypervolume"] >= f["hypervolume"]  # the exit-free candidates are a subset of all
+    pareto = pd.read_csv(exit_run / "pareto.csv", dtype={"exit_rates": str})
+    assert {"static_accuracy", "worst_latency_ms", "exit_rates"} <= set(pareto.columns)
+    assert run["predictors"]["exits"]["quality"]["max_drop"] == pytest.approx(0.02)
+
+
+def test_worst_latency_constraint_is_respected(sn, tmp_path, exit_run):
+    ev = pd.read_csv(exit_run / "evaluations.csv")
+    cap = float(f"{np.quantile(ev['worst_latency_ms'], 0.5):.6f}")
+    out = tmp_path / "capped"
+    ok(search(sn, out, "--top", "0", "--algorithm", "random", "--max-accuracy-drop", "2",
+              "--max-worst-latency", f"{cap:.6f}"))
+    assert json.loads((out / "run.json").read_text())["constraints"][0]["name"] == "worst_latency_ms"
+    capped = pd.read_csv(out / "evaluations.csv")
+    assert ((capped["worst_latency_ms"] <= cap) == capped["feasible"].astype(bool)).all()
+    assert capped["feasible"].astype(bool).any() and not capped["feasible"].astype(bool).all()
+    front = pd.read_csv(out / "pareto.csv")
+    assert (front["worst_latency_ms"] <= cap + 1e-9).all()
+    F = np.column_stack([-front["accuracy"], front["latency_ms"]])
+    for alg, rows in front.groupby("algorithm"):
+        assert len(non_dominated(F[rows.index])) == len(rows)
+
+
+def test_exits_off_searches_widths_only(sn, tmp_path):
+    out = tmp_path / "static"
+    ok(search(sn, out, "--top", "0", "--algorithm", "random", "--exits", "off"))
+    run = json.loads((out / "run.json").read_text())
+    ev = pd.read_csv(out / "evaluations.csv", dtype={"arch": str})
+    assert not run["exits"]["searched"] and not ev["arch"].str.contains("_x").any()
+    assert np.allclose(ev["latency_ms"], ev["worst_latency_ms"])
+
+
+@pytest.fixture(scope="module")
+def headless(tmp_path_factory) -> Path:
+    """A supernet written before exits existed: no heads."""
+    d = {k: v for k, v in PRESETS["tiny"].to_dict().items() if not k.startswith("exit_")}
+    config = CNNConfig.from_dict(d)
+    path = tmp_path_factory.mktemp("headless") / "supernet.safetensors"
+    save_supernet(path, CNNSupernet(config), {"family": "cnn", "config": config.to_dict(), "mean": [0.5],
+                                              "std": [0.25], "dataset": {"spec": "digits", "classes": list("0123456789")}})
+    return path
+
+
+@pytest.mark.parametrize("extra", [["--exits", "on"], ["--max-accuracy-drop", "1"], ["--max-worst-latency", "5"]])
+def test_exits_asked_of_a_supernet_without_heads(headless, tmp_path, extra):
+    out = tmp_path / "run"
+    fails_cleanly(search(headless, out, "--top", "0", "--algorithm", "random", *extra),
+                  "has no exit heads, so it cannot search exits")
+    assert not out.exists()
+
+
+def test_export_writes_a_verified_if_graph(sn, tmp_path, exit_run, digits):
+    import onnx
+
+    out = tmp_path / "run"
+    import shutil
+
+    shutil.copytree(exit_run, out)
+    text = ok(["export", str(out), "--top", "3"])
+    assert "exported" in text.lower() or "subnet" in text.lower()
+    run = json.loads((out / "run.json").read_text())
+    dynamic = 0
+    for sid in run["exported"]:
+        folder = out / "subnets" / sid
+        arch, verify = json.loads((folder / "arch.json").read_text()), json.loads((folder / "verify.json").read_text())
+        if not verify["dynamic"]:
+            continue
+        dynamic += 1
+        assert "If" in {n.op_type for n in onnx.load(str(folder / "model.onnx")).graph.node}
+        assert (folder / "model.all_exits.onnx").is_file()
+        assert verify["same_exit_as_pytorch"] == 1.0 and verify["max_abs_logit_diff"] <= 1e-4
+        assert sum(verify["exit_histogram"]) == verify["n_images"] == len(digits.y_test)
+        assert verify["static_accuracy"] - verify["onnx_accuracy"] <= 0.15  # δ holds on val; test is another sample
+        pol = arch["exit_policy"]
+        assert len(pol["thresholds"]) == 2 and pol["val_static_accuracy"] - pol["val_accuracy"] <= 0.02 + 1e-9
+        rel = verify["host_latency_relative"]
+        assert rel["n_inputs"] > 0 and rel["at_calibration_speed_ms"] > 0 and rel["now_ms"] > 0
+        assert verify["host_speed"]["drift"] > 0
+    assert dynamic >= 1, "no exported subnet uses an exit"
+    ok(["report", str(out), "--out", str(tmp_path / "r.html")])
+    html = (tmp_path / "r.html").read_text()
+    assert "id='exits'" in html and "exported subnets with exits" in html

@@ -473,6 +473,15 @@ def render(views: list[RunView]) -> str:
             f"<style>{CSS}</style></head><body>\n{body}\n</body></html>\n")
 
 
+def _is_report(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(400)
+    except OSError:
+        return False
+    return head.startswith(b"<!DOCTYPE html>") and b"<title>dynnas report</title>" in head
+
+
 def write_report(run_dirs: list[Path], out: Path) -> Path:
     """Write the report of ``run_dirs`` to ``out`` (one self-contained HTML file, atomically); returns ``out``."""
     if not run_dirs:
@@ -480,6 +489,9 @@ def write_report(run_dirs: list[Path], out: Path) -> Path:
     out = Path(out)
     if out.is_dir():
         raise OutputError(f"report path '{out}' is a folder; pass a file path such as '{out / 'report.html'}'.")
+    if out.is_file() and not _is_report(out):
+        raise OutputError(f"report path '{out}' is an existing file that is not a dynnas report; dynnas only replaces "
+                          "its own reports: pass a new --out path or delete the file.")
     views = [load_view(Path(d)) for d in run_dirs]
     page = render(views)
     try:

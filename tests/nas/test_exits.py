@@ -62,7 +62,7 @@ def test_worst_latency_constraint_is_respected(sn, tmp_path, exit_run):
     front = pd.read_csv(out / "pareto.csv")
     assert (front["worst_latency_ms"] <= cap + 1e-9).all()
     F = np.column_stack([-front["accuracy"], front["latency_ms"]])
-    for alg, rows in front.groupby("algorithm"):
+    for _alg, rows in front.groupby("algorithm"):
         assert len(non_dominated(F[rows.index])) == len(rows)
 
 
@@ -125,3 +125,23 @@ def test_export_writes_a_verified_if_graph(sn, tmp_path, exit_run, digits):
     ok(["report", str(out), "--out", str(tmp_path / "r.html")])
     html = (tmp_path / "r.html").read_text()
     assert "id='exits'" in html and "exported subnets with exits" in html
+
+
+@pytest.mark.parametrize("extra, match", [
+    (["--exit-criterion", "margn"], "unknown exit criterion 'margn'"),
+    (["--max-accuracy-drops", "half"], "--max-accuracy-drops must be comma-separated points"),
+    (["--max-accuracy-drops", "100"], "--max-accuracy-drops must be points in [0, 100)"),
+    (["--recal-seeds", "0"], "--recal-seeds must be >= 1"),
+])
+def test_calibrate_errors_are_one_line(sn, extra, match):
+    fails_cleanly(["calibrate", "--supernet", str(sn), "--dataset", "digits", *extra], match)
+
+
+@pytest.mark.parametrize("extra, match", [
+    (["--exit-route", "both"], "--exit-route must be frozen or joint"),
+    (["--init-from", "/no/such.safetensors", "--exit-epochs", "1"], "does not exist"),
+    (["--exit-epochs", "-1"], "--exit-epochs must be >= 0"),
+])
+def test_train_exit_errors_are_one_line(tmp_path, extra, match):
+    fails_cleanly(["train", "--dataset", "digits", "--out", str(tmp_path / "t"), *extra], match)
+    assert not (tmp_path / "t").exists()

@@ -124,3 +124,10 @@ def test_report_errors(two_runs, tmp_path):
     assert res.exit_code == 2 and res.output.startswith("error: ") and "Traceback" not in res.output
     res = CliRunner().invoke(app, ["report", str(orin), "--out", str(tmp_path / "cli.html")])
     assert res.exit_code == 0 and (tmp_path / "cli.html").is_file()
+    res = CliRunner().invoke(app, ["report", str(orin), "--out", str(tmp_path / "cli.html")])
+    assert res.exit_code == 0  # its own report is replaced
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    with pytest.raises(OutputError, match="not a dynnas report"):
+        write_report([orin], notes)
+    assert notes.read_text() == "mine"

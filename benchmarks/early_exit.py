@@ -1,0 +1,183 @@
+"""What do early exits buy on the host, measured with onnxruntime over real test images?
+
+For ``--n`` subnets of a supernet with exit heads (the uniform widths with every exit on, then
+seeded random width configs with random non-empty exit masks):
+
+1. extract the subnet (BN recalibrated, seed 0), calibrate its exit thresholds on the validation
+   split for each accuracy drop in ``--drops`` (the same code as ``dynnas export``);
+2. measure its dynamic accuracy on the test split (PyTorch per-sample routing, which the export
+   verifies equal to the ONNX ``If`` graph) and its static accuracy (exits off);
+3. at the default drop (``--drop``), export the nested-``If`` ONNX model and time it sample by
+   sample over ``--images`` test images against the host predictor's interleaved reference
+   (``predictors.onnx_io.measure_over_inputs``); time the static subnet the same way;
+4. compare the measured expected latency with the host predictor's prediction, both with the
+   *predicted* exit rates (what the search uses) and with the rates measured on the test images
+   (the latency model alone).
+
+Speed-up = measured static latency / measured expected latency of the same subnet. The target
+of issue 7 is >= 2x at <= 1 pp accuracy loss, and predicted expected latency within ±10 % for
+>= 95 % of 50 dynamic subnets (ratios to the reference).
+
+Run from the repository root (about 15 min for 50 subnets; needs the dataset)::
+
+    .venv/bin/python benchmarks/early_exit.py --dataset cifar10:../shared/datasets/cifar10 --n 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from nas.export import _export_early_exit, calibrate_exit_policy
+from predictors import DynamicAccuracyPredictor, latency_predictor, load_or_collect_accuracy
+from predictors.host_latency import measure_expected_relative, subnet_onnx
+from predictors.metrics import kendall_tau
+from predictors.onnx_io import onnx_bytes
+from supernet.checkpoint import write_json
+from supernet.data import load_dataset, to_tensor
+from supernet.early_exit import EarlyExitCNN
+from supernet.evaluate import all_exit_logits, subnet_model
+from supernet.pretrained import DEFAULT_SUPERNET, resolve_supernet
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def pick_subnets(space: Any, n: int, seed: int) -> list[Any]:
+    """Uniform widths with every exit on, then seeded random widths with random non-empty masks."""
+    n_exits = len(space.exit_positions)
+    first = [space.make(space.uniform(j).widths, (1,) * n_exits) for j in range(len(space.width_choices))]
+    rng = np.random.default_rng(seed)
+    out = list(first)
+    seen = set(out)
+    while len(out) < n:
+        s = space.sample(rng)
+        if any(s.exits) and s not in seen:
+            seen.add(s)
+            out.append(s)
+    return out[:n]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--supernet", type=Path, default=DEFAULT_SUPERNET)
+    ap.add_argument("--dataset", default="cifar10:../shared/datasets/cifar10")
+    ap.add_argument("--n", type=int, default=50)
+    ap.add_argument("--drops", default="0.25,0.5,1,2", help="accuracy drops (points) for the curve")
+    ap.add_argument("--drop", type=float, default=1.0, help="drop (points) at which the models are timed")
+    ap.add_argument("--images", type=int, default=1000, help="test images timed one by one per model")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=RESULTS / "early_exit.json")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    t_start = time.perf_counter()
+    supernet, meta, path = resolve_supernet(args.supernet)
+    config, space = supernet.config, supernet.space
+    data = load_dataset(args.dataset, resolution=config.resolution)
+    drops = [float(d) / 100 for d in args.drops.split(",")]
+    host = latency_predictor("host", config, seed=args.seed)
+    reference = subnet_onnx(supernet, host.reference)
+    static_acc, acc_data = load_or_collect_accuracy(path, supernet, meta, None, seed=args.seed)
+    dyn = DynamicAccuracyPredictor(static_acc, acc_data, max_drop=args.drop / 100, seed=args.seed)
+    images = to_tensor(data.x_test[: args.images]).numpy()
+    rows = []
+    subnets = pick_subnets(space, args.n, args.seed)
+    for k, sub in enumerate(subnets):
+        t0 = time.perf_counter()
+        model = subnet_model(supernet, sub, data, "recal", seed=args.seed)
+        test_logits = all_exit_logits(model, data.x_test)
+        static = float((test_logits[-1].argmax(1) == data.y_test).mean())
+        curve = []
+        timed_policy = None
+        for d in drops:
+            pol = calibrate_exit_policy(model, config, sub, data.x_val, data.y_val, max_drop=d)
+            ee = EarlyExitCNN(model, sub.exits, [np.inf if t is None else t for t in pol["thresholds"]])
+            logits, taken = ee.per_sample([torch.from_numpy(t) for t in test_logits])
+            rates = np.bincount(taken.numpy(), minlength=len(sub.exits) + 1) / len(taken)
+            acc = float((logits.argmax(1).numpy() == data.y_test).mean())
+            curve.append({"max_drop_pp": 100 * d, "test_accuracy": acc, "test_drop_pp": 100 * (static - acc),
+                          "test_exit_rates": rates.tolist(), "val_speedup_macs": pol["speedup_macs"],
+                          "thresholds": pol["thresholds"]})
+            if abs(d - args.drop / 100) < 1e-12:
+                timed_policy = (pol, rates, acc)
+        if timed_policy is None:
+            raise SystemExit(f"--drop {args.drop} must be one of --drops {args.drops}")
+        pol, rates_test, acc_timed = timed_policy
+        with tempfile.TemporaryDirectory() as tmp:
+            record = {"input": {"shape": [1, config.in_channels, config.resolution, config.resolution]}}
+            _export_early_exit(model, sub, pol, record, Path(tmp))
+            dyn_t = measure_expected_relative(host, reference, Path(tmp) / "model.onnx", images, seed=args.seed)
+            static_onnx = onnx_bytes(model, torch.zeros(record["input"]["shape"]))
+            stat_t = measure_expected_relative(host, reference, static_onnx, images, seed=args.seed)
+        per_exit = host.predict_exit_ms([sub])[0] / host.reference_ms  # ratios
+        pred_rates = dyn.predict_exit_rates([sub])[0]
+        static_sub = dataclasses.replace(sub, exits=(0,) * len(sub.exits))
+        rows.append({
+            "arch": space.format(sub), "static_test_accuracy": static, "curve": curve,
+            "timed_drop_pp": args.drop, "dynamic_test_accuracy": acc_timed,
+            "measured_static_ratio": stat_t["ratio"], "measured_expected_ratio": dyn_t["ratio"],
+            "measured_speedup": stat_t["ratio"] / dyn_t["ratio"],
+            "predicted_static_ratio": float(host.predict_ratio([static_sub])[0]),
+            "predicted_expected_ratio_pred_rates": float(pred_rates @ per_exit),
+            "predicted_expected_ratio_measured_rates": float(rates_test[: len(per_exit)] @ per_exit),
+            "predicted_exit_rates": pred_rates.tolist(), "test_exit_rates": rates_test.tolist(),
+            "val_exit_rates": pol["val_exit_rates"], "session_expected_ms": dyn_t["session_ms"],
+            "predicted_dynamic_accuracy": float(dyn.predict([sub])[0]),
+            "predicted_static_accuracy": float(dyn.predict_static([sub])[0]),
+            "seconds": time.perf_counter() - t0,
+        })
+        r = rows[-1]
+        _log(f"[{k + 1}/{len(subnets)}] {r['arch']}: static {static:.4f} dynamic {acc_timed:.4f}, measured speed-up "
+             f"{r['measured_speedup']:.2f}x, expected ratio measured {dyn_t['ratio']:.3f} predicted "
+             f"{r['predicted_expected_ratio_pred_rates']:.3f} ({r['seconds']:.0f}s)")
+
+    def err(key: str) -> np.ndarray:
+        return np.array([r[key] / r["measured_expected_ratio"] - 1 for r in rows])
+
+    e_pred, e_meas = err("predicted_expected_ratio_pred_rates"), err("predicted_expected_ratio_measured_rates")
+    sp = np.array([r["measured_speedup"] for r in rows])
+    drop = np.array([r["static_test_accuracy"] - r["dynamic_test_accuracy"] for r in rows])
+    rate_mae = np.mean([np.mean(np.abs(np.array(r["predicted_exit_rates"]) - np.array(r["test_exit_rates"])))
+                        for r in rows])
+    best = {}
+    for limit in (0.5, 1.0):
+        ok = [r for r in rows for c in r["curve"] if c["test_drop_pp"] <= limit and c["max_drop_pp"] == args.drop]
+        best[f"max_measured_speedup_at_test_drop_le_{limit}pp"] = max((r["measured_speedup"] for r in ok), default=None)
+    summary = {
+        "n_subnets": len(rows), "timed_drop_pp": args.drop, "images_timed": int(len(images)),
+        "expected_within_10pct_pred_rates": float(np.mean(np.abs(e_pred) <= 0.10)),
+        "expected_within_10pct_measured_rates": float(np.mean(np.abs(e_meas) <= 0.10)),
+        "expected_max_abs_err_pct_pred_rates": float(100 * np.abs(e_pred).max()),
+        "expected_max_abs_err_pct_measured_rates": float(100 * np.abs(e_meas).max()),
+        "expected_tau_pred_rates": kendall_tau([r["predicted_expected_ratio_pred_rates"] for r in rows],
+                                               [r["measured_expected_ratio"] for r in rows]),
+        "exit_rate_mae_pred_vs_test": float(rate_mae),
+        "speedup_median": float(np.median(sp)), "speedup_max": float(sp.max()),
+        "test_drop_pp_mean": float(100 * drop.mean()), "test_drop_pp_max": float(100 * drop.max()),
+        **best,
+        "uniform_all_exits": [{"arch": r["arch"], "static": r["static_test_accuracy"],
+                               "dynamic": r["dynamic_test_accuracy"], "speedup": r["measured_speedup"],
+                               "curve": [(c["max_drop_pp"], c["test_drop_pp"], c["val_speedup_macs"])
+                                         for c in r["curve"]]} for r in rows[: len(space.width_choices)]],
+    }
+    doc = {"benchmark": "early_exit", "supernet": str(path), "dataset": args.dataset, "seed": args.seed,
+           "host": host.describe()["host"], "summary": summary, "rows": rows,
+           "seconds": time.perf_counter() - t_start}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    write_json(args.out, doc)
+    print(f"{summary}\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

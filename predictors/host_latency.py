@@ -43,7 +43,13 @@ from sklearn.linear_model import RidgeCV
 from predictors.errors import CalibrationError, PredictorCacheError, check_header
 from predictors.kernel_graphs import chain_graph, input_shape, null_graph
 from predictors.kernels import exit_kernels, subnet_kernels
-from predictors.onnx_io import measure_latencies, measure_latency, measure_over_inputs, onnx_bytes
+from predictors.onnx_io import (
+    measure_latencies,
+    measure_latency,
+    measure_optimisation_penalty,
+    measure_over_inputs,
+    onnx_bytes,
+)
 from predictors.units import UnitTable, arch_hash, unit_key, units
 from supernet.checkpoint import read_json, write_json
 from supernet.cnn import CNNConfig, CNNSupernet
@@ -52,7 +58,7 @@ from supernet.extract import extract
 from supernet.space import SearchSpace, SubnetConfig
 
 FORMAT = "dynnas-latency-lut"
-FORMAT_VERSION = 2  # 2: timings relative to an interleaved reference model
+FORMAT_VERSION = 3  # 2: timings relative to an interleaved reference model; 3: exit heads, branch penalty
 Progress = Callable[[str, int, int], None]
 
 
@@ -121,6 +127,7 @@ def measure_host(device: str, arch_config: CNNConfig, *, seed: int = 0, n_calibr
         if progress is not None:
             progress("exporting calibration subnets", i + 1, len(subnets))
     timed = measure_latencies(models, reference, rounds=rounds, threads=threads, seed=seed, progress=progress)
+    branch_penalty = measure_optimisation_penalty(reference[0], reference[1], threads=threads, seed=seed)
 
     def entry(key: str) -> dict[str, float]:
         t = timed[key]
@@ -139,6 +146,7 @@ def measure_host(device: str, arch_config: CNNConfig, *, seed: int = 0, n_calibr
         "lut": {key: entry(f"unit:{key}") for key in lut_units},
         "calibration": [{"arch": space.format(s), **entry(f"subnet:{space.format(s)}")} for s in subnets],
         "noise": {"machine_spread": timed.machine_spread, "load_average": list(os.getloadavg())},
+        "branch_penalty": branch_penalty,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "build_s": time.perf_counter() - start,
     }
@@ -221,6 +229,7 @@ class HostLUTPredictor:
         self.cal_ratio = np.array([float(r["ratio"]) for r in doc["calibration"]])
         self.slope, self.intercept = fit_correction(self.lut_table(self.cal_subnets), self.cal_ratio)
         self.table, self.alpha = self._fit(np.arange(len(self.cal_subnets)))
+        self.branch_penalty = float(doc.get("branch_penalty", 1.0))
 
     def _fit(self, rows: np.ndarray) -> tuple[UnitTable, float]:
         lut = self.lut_table
@@ -246,9 +255,19 @@ class HostLUTPredictor:
         """``(n, E + 1)`` ms of leaving at each exit, then at the final classifier (see ``UnitTable.exit_costs``).
 
         The heads' cost is their isolated-unit timing scaled by the fitted slope: the calibration
-        subnets are timed without heads.
+        subnets are timed without heads. Work after the first enabled exit is scaled by
+        ``branch_penalty`` (see :func:`predictors.onnx_io.measure_optimisation_penalty`).
         """
-        return self.reference_ms * self.table.exit_costs(subnets)
+        costs = self.table.exit_costs(subnets)
+        # Everything after the first enabled exit runs inside an ONNX ``If`` branch, which onnxruntime does
+        # not layout-optimise: scale that work by the measured branch penalty.
+        for i, s in enumerate(subnets):
+            on = [e for e, bit in enumerate(s.exits) if bit]
+            if on:
+                first = costs[i, on[0]]
+                later = np.arange(costs.shape[1]) > on[0]
+                costs[i, later] = first + self.branch_penalty * (costs[i, later] - first)
+        return self.reference_ms * costs
 
     def speed_now(self, arch_config: CNNConfig, *, seconds: float = 1.5, threads: int = 1,
                   seed: int = 0) -> dict[str, Any]:
@@ -297,7 +316,8 @@ class HostLUTPredictor:
             "protocol": d["protocol"],
             "params": {"slope": self.slope, "intercept_ratio": self.intercept, "ridge_alpha": self.alpha,
                        "reference_arch": d["reference"]["arch"], "reference_ms": self.reference_ms,
-                       "null_ratio": float(d["null"]["ratio"]), "lut_entries": len(self.lut)},
+                       "null_ratio": float(d["null"]["ratio"]), "lut_entries": len(self.lut),
+                       "branch_penalty": self.branch_penalty},
             "quality": {
                 "n_calibration": len(err),
                 "loo_within_10pct": float(np.mean(np.abs(err) <= 0.10)),

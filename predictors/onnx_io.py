@@ -339,3 +339,37 @@ def export_multi_output_onnx(model: nn.Module, example: torch.Tensor, path: Path
         atomic_write(Path(path), lambda p: p.write_bytes(data))
     except OSError as e:
         raise OutputError(f"cannot write ONNX file '{path}' ({e.strerror}); pass a writable path.") from None
+
+
+def measure_optimisation_penalty(model: Path | bytes, input_shape: tuple[int, ...], *, threads: int = 1,
+                                 rounds: int = 20, block: int = 5, seed: int = 0) -> float:
+    """How much slower ``model`` runs with onnxruntime's layout optimisations off (``ORT_ENABLE_EXTENDED``)
+    than with all on, as the median ratio of interleaved blocks.
+
+    onnxruntime's CPU layout transformer (NCHWc) rewrites only the main graph, not the branches of an
+    ``If``: what runs inside a branch runs at the ``EXTENDED`` level's speed (measured here: 2.5-3.5x
+    slower for these CNNs). The host latency model scales the work inside exit branches by this.
+    """
+    fast = session(model, threads=threads)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    so.log_severity_level = 3
+    slow = ort.InferenceSession(model if isinstance(model, bytes) else str(model), so,
+                                providers=["CPUExecutionProvider"])
+    feeds = _feeds(fast, input_shape, seed)
+    for s in (fast, slow):
+        for _ in range(10):
+            s.run(None, feeds)
+    ratios = []
+    tf, ts = np.empty(block), np.empty(block)
+    for _ in range(rounds):
+        for arr, s in ((tf, fast), (ts, slow)):
+            for j in range(block):
+                t0 = time.perf_counter()
+                s.run(None, feeds)
+                arr[j] = time.perf_counter() - t0
+        ratios.append(float(np.median(ts) / np.median(tf)))
+    return float(np.median(ratios))

@@ -92,12 +92,22 @@ def test_host_predictor_measures_then_reloads_identically(host_cache: tuple[Path
     files = list(folder.iterdir())
     assert [f.name for f in files] == [cache_path(folder, "host", TINY).name]
     doc = json.loads(files[0].read_text())
-    assert doc["format"] == "dynnas-latency-lut" and doc["format_version"] == 2
+    assert doc["format"] == "dynnas-latency-lut" and doc["format_version"] == 3
+    assert 0.5 < doc["branch_penalty"] < 20
     assert doc["host"]["threads"] == 1 and doc["host"]["onnxruntime"]
     assert len(doc["lut"]) == 4 * 4 + 2 + 2  # every block at every width, stem, tail and the two exit heads
     assert len(doc["calibration"]) == 8
 
     again = latency_predictor("host", TINY, cache_dir=folder)
+    # work after the first enabled exit runs inside an ONNX If branch: scaled by the measured penalty
+    space = TINY.space()
+    sub = space.make((3, 3, 3, 3), (1, 0))
+    raw = again.reference_ms * again.table.exit_costs([sub])[0]
+    got = again.predict_exit_ms([sub])[0]
+    assert got[0] == pytest.approx(raw[0])
+    assert got[2] == pytest.approx(raw[0] + again.branch_penalty * (raw[2] - raw[0]))
+    off = space.make((3, 3, 3, 3), (0, 0))
+    assert again.predict_exit_ms([off])[0][-1] == pytest.approx(again.predict_ms([off])[0])
     info = again.describe()
     assert info["source"] == "cache" and info["method"] == "block-lut"
     space = TINY.space()

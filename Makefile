@@ -24,7 +24,7 @@ lint: setup
 	$(BIN)/ruff check nas supernet predictors hw_profiles tests benchmarks
 
 demo: setup
-	$(BIN)/dynnas search --device jetson-orin --seed $(SEED) --overwrite --out runs/demo-jetson-orin
+	$(BIN)/dynnas search --device jetson-orin --seed $(SEED) --top 3 --overwrite --out runs/demo-jetson-orin
 
 # Reproduces the shipped default supernet (see README: "The shipped default"): progressive shrinking,
 # then the exit heads on the frozen backbone, then the predictor data and the evaluation sample.
@@ -36,7 +36,7 @@ train-default: setup
 	  --init-from runs/cifar-default/supernet.safetensors --exit-epochs 4 --exit-route frozen \
 	  --batch-size 128 --lr 0.1 --n-random 1 --seed 0 --out runs/cifar-exits-frozen
 	$(BIN)/dynnas calibrate --supernet runs/cifar-exits-frozen/supernet.safetensors --dataset cifar10:$(CIFAR) \
-	  --samples 300 --ceiling 50 --recal-seeds 2 --seed 0
+	  --samples 220 --ceiling 50 --recal-seeds 2 --sample-val 500 --seed 0
 
 clean:
 	rm -rf runs .pytest_cache

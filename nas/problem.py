@@ -265,9 +265,18 @@ class SearchProblem:
 
     @functools.cached_property
     def hv_box(self) -> HVBox:
-        """The hypervolume box of this problem: spanned by the uniform-width baselines (see nas.pareto)."""
+        """The hypervolume box of this problem: spanned by the uniform-width baselines (see nas.pareto) and,
+        when exits are searched, the same subnets with every exit on (exits reach far below the
+        exit-free latencies on launch-bound devices; a box of the exit-free baselines alone would
+        put the whole front outside it)."""
         b = self.baselines
-        return HVBox.from_points(b.accuracy, b.latency_ms, self.latency_budget_ms)
+        acc, lat = list(b.accuracy), list(b.latency_ms)
+        if self.space.exit_positions and hasattr(self.accuracy, "predict_exit_rates"):
+            n = len(self.space.exit_positions)
+            on = self.evaluate([self.space.make(s.widths, (1,) * n, s.tokens) for s in b.subnets])
+            acc += list(on.accuracy)
+            lat += list(on.latency_ms)
+        return HVBox.from_points(np.asarray(acc), np.asarray(lat), self.latency_budget_ms)
 
     def hv_reference(self) -> dict[str, object]:
         """The hypervolume box and reference point (stored in run.json)."""

@@ -36,7 +36,7 @@ train-default: setup
 	  --init-from runs/cifar-default/supernet.safetensors --exit-epochs 4 --exit-route frozen \
 	  --batch-size 128 --lr 0.1 --n-random 1 --seed 0 --out runs/cifar-exits-frozen
 	$(BIN)/dynnas calibrate --supernet runs/cifar-exits-frozen/supernet.safetensors --dataset cifar10:$(CIFAR) \
-	  --samples 220 --ceiling 50 --recal-seeds 2 --sample-val 500 --seed 0
+	  --samples 220 --ceiling 50 --recal-seeds 2 --sample-val 300 --seed 0
 
 clean:
 	rm -rf runs .pytest_cache

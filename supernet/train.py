@@ -16,6 +16,7 @@ import dataclasses
 import math
 import platform
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -311,6 +312,18 @@ class Trainer:
         """The exit stage trains no new width: only a fresh optimiser (heads only when frozen)."""
         self.optimizer = _optimizer(self.model, self.cfg, stage)
 
+    def _steps(self, epoch: int, gen: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The epoch's shuffled, augmented batches on the device; sets each step's LR and zeroes the grads."""
+        cfg = self.cfg
+        steps = len(self.data.y_train) // cfg.batch_size
+        fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        for step, (x, y) in enumerate(batches(self.data.x_train, self.data.y_train, cfg.batch_size, gen=gen,
+                                              train=True, drop_last=True)):
+            for g in self.optimizer.param_groups:
+                g["lr"] = _lr(cfg, epoch, step, steps)
+            self.optimizer.zero_grad(set_to_none=True)
+            yield x.to(self.device, memory_format=fmt), y.to(self.device)
+
     def _train_exit_epoch(self, epoch: int) -> float:
         """One epoch of exit training (sandwich rule over the trained widths, KD from the largest's final exit).
 
@@ -332,20 +345,12 @@ class Trainer:
         largest = space.make(space.largest().widths, (1,) * n_exits)
         smallest = space.make(space.uniform(widths[0]).widths, (1,) * n_exits)
         frozen = cfg.exit_route == "frozen"
-        steps = len(self.data.y_train) // cfg.batch_size
         model.train()
         if frozen:
             for m in (model.stem, model.blocks, model.head, model.dropout):
                 m.eval()
-        fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
         total, n = 0.0, 0
-        for step, (x, y) in enumerate(batches(self.data.x_train, self.data.y_train, cfg.batch_size, gen=gen,
-                                              train=True, drop_last=True)):
-            for g in self.optimizer.param_groups:
-                g["lr"] = _lr(cfg, epoch, step, steps)
-            x = x.to(self.device, memory_format=fmt)
-            y = y.to(self.device)
-            self.optimizer.zero_grad(set_to_none=True)
+        for x, y in self._steps(epoch, gen):
             subnets = [smallest] + [space.sample(rng, widths) for _ in range(cfg.n_random)]
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
                 if frozen:
@@ -392,17 +397,9 @@ class Trainer:
         rng = np.random.default_rng(seed)
         largest = self.space.largest()
         smallest = self.space.uniform(widths[0])
-        steps = len(self.data.y_train) // cfg.batch_size
         model.train()
         total, n = 0.0, 0
-        fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
-        for step, (x, y) in enumerate(batches(self.data.x_train, self.data.y_train, cfg.batch_size, gen=gen,
-                                              train=True, drop_last=True)):
-            for g in self.optimizer.param_groups:
-                g["lr"] = _lr(cfg, epoch, step, steps)
-            x = x.to(self.device, memory_format=fmt)
-            y = y.to(self.device)
-            self.optimizer.zero_grad(set_to_none=True)
+        for x, y in self._steps(epoch, gen):
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
                 logits = model(x, largest)
                 loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)

@@ -38,4 +38,7 @@ def test_shipped_default_loads_when_present():
     model, meta, path = resolve_supernet(None)
     assert meta["dataset"]["spec"].startswith("cifar10") and model.config.resolution == 32
     assert path.stat().st_size <= 10 * 2**20
-    assert sample_path(path).stat().st_size <= 2 * 2**20
+    assert sample_path(path).stat().st_size <= 3 * 2**20  # 400 test, 256 training and 300 validation images
+    assert model.config.exit_blocks == (1, 4) and len(model.exits) == 2  # shipped with exit heads
+    with np.load(sample_path(path), allow_pickle=False) as z:
+        assert len(z["y_val"]) == 300 and len(z["y_test"]) == 400

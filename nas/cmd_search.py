@@ -257,13 +257,13 @@ def exit_free_summary(results: list[Any], problem: Any) -> dict[str, Any]:
     import numpy as np
     import pandas as pd
 
-    from nas.driver import pareto_rows
+    from nas.driver import exit_free_rows, pareto_rows
     from nas.pareto import hypervolume
 
     ev = pd.concat([r.evaluations for r in results], ignore_index=True) if results else None
     if ev is None or ev.empty:
         return {}
-    static = ev[~ev["arch"].astype(str).str.contains(r"_x\d*1")]
+    static = exit_free_rows(ev)
     out: dict[str, Any] = {}
     for name, df in (("with_exits", ev), ("exit_free", static)):
         front = pareto_rows(df) if len(df) else df

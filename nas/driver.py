@@ -73,6 +73,11 @@ def format_rates(rates: np.ndarray) -> str:
     return ";".join(f"{float(r):.4f}" for r in rates)
 
 
+def exit_free_rows(evaluations: pd.DataFrame) -> pd.DataFrame:
+    """The evaluations whose subnet has every exit off (the exit-free subset of the space)."""
+    return evaluations[~evaluations["arch"].astype(str).str.contains(r"_x\d*1")]
+
+
 class _Cache:
     """Predictions per distinct subnet, filled in batches: one row and one constraint vector each."""
 

@@ -60,14 +60,12 @@ def exit_latencies(latency: LatencyModel, subnets: Sequence[SubnetConfig]) -> np
     return np.asarray(fn(subnets), dtype=np.float64).reshape(len(subnets), -1)
 
 
-def exit_rates(accuracy: AccuracyModel, subnets: Sequence[SubnetConfig], n_columns: int = 1) -> np.ndarray:
+def exit_rates(accuracy: AccuracyModel, subnets: Sequence[SubnetConfig]) -> np.ndarray:
     """``(n, E + 1)`` predicted exit rates; a predictor that knows no exits sends every input to the final
-    classifier (a one in the last of ``n_columns`` columns)."""
+    classifier (one column of ones)."""
     fn = getattr(accuracy, "predict_exit_rates", None)
     if fn is None:
-        rates = np.zeros((len(subnets), n_columns))
-        rates[:, -1] = 1.0
-        return rates
+        return np.ones((len(subnets), 1))
     return np.asarray(fn(subnets), dtype=np.float64).reshape(len(subnets), -1)
 
 
@@ -234,7 +232,7 @@ class SearchProblem:
             per_exit = exit_latencies(self.latency, subs)
         else:  # an accuracy model that knows no exits: the static network, no head evaluated
             per_exit = np.asarray(self.latency.predict_ms(subs), dtype=np.float64).reshape(-1, 1)
-        rates = exit_rates(self.accuracy, subs, per_exit.shape[1])
+        rates = exit_rates(self.accuracy, subs)
         if rates.shape != per_exit.shape:
             raise ConfigError(f"the accuracy predictor gives {rates.shape[1]} exit rates per subnet but the latency "
                               f"predictor {per_exit.shape[1]} exit latencies; they were built for different spaces.")

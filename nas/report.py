@@ -12,7 +12,6 @@ several runs, a generated comparison of the subnets each run chose.
 from __future__ import annotations
 
 import html
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from scipy.stats import kendalltau
 
 from nas.errors import one_line
 from nas.export import choose_subnets, combined_front, exported_subnets, run_setting
+from nas.report_exits import _fmt, exit_free_front, exits_table, exits_text
 from nas.report_plots import (
     FrontPanel,
     fronts_figure,
@@ -146,14 +146,6 @@ def deploy_command(run: dict[str, Any], onnx_path: Path) -> str:
 
 
 # ---- tables ----------------------------------------------------------------------------------
-def _fmt(v: Any, digits: int = 4) -> str:
-    if v is None:
-        return "—"
-    if isinstance(v, float):
-        return "—" if math.isnan(v) else f"{v:.{digits}g}"
-    return str(v)
-
-
 def overview_table(views: list[RunView]) -> pd.DataFrame:
     rows = []
     for v in views:
@@ -338,14 +330,6 @@ def _img(fig: Any, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{to_base64_png(fig)}">'
 
 
-def exit_free_front(evaluations: pd.DataFrame) -> pd.DataFrame:
-    """The Pareto front of the candidates whose exits are all off (the exit-free subset of the space)."""
-    from nas.driver import pareto_rows
-
-    static = evaluations[~evaluations["arch"].astype(str).str.contains(r"_x\d*1")]
-    return pareto_rows(static) if len(static) else static
-
-
 def _panel(v: RunView) -> FrontPanel:
     ex = pd.DataFrame([{"arch": e["arch"]["arch"], "accuracy": e["verify"]["predicted_accuracy"],
                         "latency_ms": e["verify"]["predicted_latency_ms"]} for e in v.exported],
@@ -353,55 +337,6 @@ def _panel(v: RunView) -> FrontPanel:
     searched = bool((v.run.get("exits") or {}).get("searched"))
     return FrontPanel(v.title, v.device, v.evaluations, v.pareto, v.baselines, ex,
                       exit_free_front(v.evaluations) if searched else None)
-
-
-def exits_table(view: RunView) -> pd.DataFrame:
-    """One row per exported subnet with exits: thresholds, exit rates predicted and measured, latencies."""
-    rows = []
-    for e in view.exported:
-        r = e["verify"]
-        if not r.get("dynamic"):
-            continue
-        pol = r.get("exit_policy") or {}
-        rel = r.get("host_latency_relative") or {}
-        rows.append({
-            "arch": e["arch"]["arch"],
-            "thresholds": ", ".join("off" if t is None else f"{t:.3f}" for t in pol.get("thresholds", [])),
-            "criterion": pol.get("criterion", ""),
-            "pred. exit rates": ", ".join(f"{p:.2f}" for p in r.get("predicted_exit_rates", [])),
-            "ONNX exit rates (test)": ", ".join(f"{p:.2f}" for p in r.get("exit_rates", [])),
-            "pred. static acc.": _fmt(r.get("predicted_static_accuracy")),
-            "ONNX acc. (dynamic / static)": f"{_fmt(r.get('onnx_accuracy'))} / {_fmt(r.get('static_accuracy'))}",
-            "MAC speed-up (val)": _fmt(pol.get("speedup_macs"), 3),
-            f"pred. expected / worst {view.device} (ms)": f"{_fmt(r.get('predicted_latency_ms'))} / "
-                                                           f"{_fmt(r.get('predicted_worst_latency_ms'))}",
-            "host expected (ms): pred. / measured": f"{_fmt(r.get('predicted_host_latency_ms'))} / "
-                                                    f"{_fmt(rel.get('at_calibration_speed_ms'))}",
-            "same exit as PyTorch": _fmt(r.get("same_exit_as_pytorch")),
-        })
-    return pd.DataFrame(rows)
-
-
-def exits_text(view: RunView) -> list[str]:
-    """What exits bought this run: hypervolume and the front's expected-latency span, with and without."""
-    ex = view.run.get("exits") or {}
-    if not ex.get("searched"):
-        return [f"{view.title}: exits not searched ({ex.get('objectives', 'static accuracy and latency')})."]
-    out = []
-    w, f = ex.get("with_exits") or {}, ex.get("exit_free") or {}
-    if w and f:
-        span = lambda d: "—" if not d.get("latency_span_ms") else "{:.4g}–{:.4g} ms".format(*d["latency_span_ms"])  # noqa: E731
-        out.append(f"{view.title}: hypervolume {w['hypervolume']:.4f} with exits against {f['hypervolume']:.4f} for "
-                   f"the exit-free candidates of the same search; expected latency on the front spans {span(w)} "
-                   f"({span(f)} without exits); accuracy drop per subnet at most "
-                   f"{100 * float(ex.get('max_accuracy_drop') or 0):g} pt.")
-    q = ((view.run.get("predictors") or {}).get("exits") or {}).get("quality") or {}
-    if q:
-        mae = ", ".join(f"{k} {v['heldout_mae']:.3f}" for k, v in (q.get("exit_rate_heldout_mae") or {}).items())
-        out.append(f"exit-rate predictor held-out MAE: {mae}; accuracy-drop predictor held-out MAE "
-                   f"{q.get('drop_heldout_mae_points', float('nan')):.3f} pt; mean MAC speed-up of the calibrated "
-                   f"policies {q.get('mean_speedup_macs', float('nan')):.2f}x.")
-    return out
 
 
 def render(views: list[RunView]) -> str:

@@ -8,7 +8,10 @@ sequential execution, all graph optimisations on (as deployed), ``warmup`` untim
 
 from __future__ import annotations
 
+import contextlib
 import io
+import logging
+import os
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -16,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import torch
 from torch import nn
@@ -298,12 +302,8 @@ def export_branching_onnx(model: nn.Module, example: torch.Tensor, path: Path, *
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
-            import contextlib
-            import logging
-            import os as _os
-
             logging.getLogger("torch.onnx").setLevel(logging.ERROR)
-            with open(_os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull), \
+            with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull), \
                     contextlib.redirect_stderr(devnull):
                 program = torch.onnx.export(model, (example,), dynamo=True, opset_version=18, optimize=True,
                                             input_names=[INPUT_NAME], output_names=list(output_names),
@@ -311,8 +311,6 @@ def export_branching_onnx(model: nn.Module, example: torch.Tensor, path: Path, *
             proto = program.model_proto
     finally:
         model.train(was_training)
-    import onnx
-
     data = proto.SerializeToString()
     onnx.checker.check_model(onnx.load_from_string(data))
     try:

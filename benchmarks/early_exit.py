@@ -1,7 +1,8 @@
 """What do early exits buy on the host, measured with onnxruntime over real test images?
 
 For ``--n`` subnets of a supernet with exit heads (the uniform widths with every exit on, then
-seeded random width configs with random non-empty exit masks):
+seeded random width configs with random non-empty exit masks), and ``--n-cascade`` more with a
+width-cascade scout (when the accuracy data has scouts, see ``dynnas calibrate --cascade``):
 
 1. extract the subnet (BN recalibrated, seed 0), calibrate its exit thresholds on the validation
    split for each accuracy drop in ``--drops`` (the same code as ``dynnas export``);
@@ -38,12 +39,14 @@ import torch
 
 from nas.export import _export_early_exit, calibrate_exit_policy
 from predictors import DynamicAccuracyPredictor, latency_predictor, load_or_collect_accuracy
+from predictors.cascade import CascadeLatency
 from predictors.host_latency import measure_expected_relative, subnet_onnx
 from predictors.metrics import kendall_tau
 from predictors.onnx_io import onnx_bytes
 from supernet.checkpoint import write_json
+from supernet.cnn import exit_macs
 from supernet.data import load_dataset, to_tensor
-from supernet.early_exit import EarlyExitCNN
+from supernet.early_exit import CascadeCNN, EarlyExitCNN
 from supernet.evaluate import all_exit_logits, subnet_model
 from supernet.pretrained import DEFAULT_SUPERNET, resolve_supernet
 
@@ -54,19 +57,26 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def pick_subnets(space: Any, n: int, seed: int) -> list[Any]:
-    """Uniform widths with every exit on, then seeded random widths with random non-empty masks."""
+def pick_subnets(space: Any, n: int, seed: int, n_cascade: int = 0) -> list[Any]:
+    """Uniform widths with every exit on, then seeded random widths with random non-empty masks (no
+    scout), then ``n_cascade`` random subnets with a scout (any mask) when the space has the gene."""
     n_exits = len(space.exit_positions)
     first = [space.make(space.uniform(j).widths, (1,) * n_exits) for j in range(len(space.width_choices))]
     rng = np.random.default_rng(seed)
     out = list(first)
     seen = set(out)
     while len(out) < n:
-        s = space.sample(rng)
+        s = dataclasses.replace(space.sample(rng), cascade=0)
         if any(s.exits) and s not in seen:
             seen.add(s)
             out.append(s)
-    return out[:n]
+    out = out[:n]
+    while space.n_cascade and len(out) < n + n_cascade:
+        s = space.sample(rng)
+        if s.cascade and s not in seen:
+            seen.add(s)
+            out.append(s)
+    return out
 
 
 def main() -> None:
@@ -74,6 +84,7 @@ def main() -> None:
     ap.add_argument("--supernet", type=Path, default=DEFAULT_SUPERNET)
     ap.add_argument("--dataset", default="cifar10:../shared/datasets/cifar10")
     ap.add_argument("--n", type=int, default=50)
+    ap.add_argument("--n-cascade", type=int, default=10, help="more subnets with a width-cascade scout")
     ap.add_argument("--drops", default="0.25,0.5,1,2", help="accuracy drops (points) for the curve")
     ap.add_argument("--drop", type=float, default=1.0, help="drop (points) at which the models are timed")
     ap.add_argument("--images", type=int, default=1000, help="test images timed one by one per model")
@@ -83,28 +94,40 @@ def main() -> None:
     torch.set_num_threads(1)
     t_start = time.perf_counter()
     supernet, meta, path = resolve_supernet(args.supernet)
-    config, space = supernet.config, supernet.space
+    config = supernet.config
     data = load_dataset(args.dataset, resolution=config.resolution)
     drops = [float(d) / 100 for d in args.drops.split(",")]
     host = latency_predictor("host", config, seed=args.seed)
     reference = subnet_onnx(supernet, host.reference)
     static_acc, acc_data = load_or_collect_accuracy(path, supernet, meta, None, seed=args.seed)
     dyn = DynamicAccuracyPredictor(static_acc, acc_data, max_drop=args.drop / 100, seed=args.seed)
+    space = dyn.space  # the supernet's, with the cascade gene when the data has scouts
+    if space.n_cascade:
+        host = CascadeLatency(host, space)
     images = to_tensor(data.x_test[: args.images]).numpy()
     rows = []
-    subnets = pick_subnets(space, args.n, args.seed)
+    subnets = pick_subnets(space, args.n, args.seed, args.n_cascade)
     for k, sub in enumerate(subnets):
         t0 = time.perf_counter()
-        model = subnet_model(supernet, sub, data, "recal", seed=args.seed)
+        main = space.without_cascade(sub)
+        model = subnet_model(supernet, main, data, "recal", seed=args.seed)
+        scout_sub = space.scout(sub)
+        scout = subnet_model(supernet, scout_sub, data, "recal", seed=args.seed) if scout_sub is not None else None
+        scout_arg = None if scout is None else (scout, float(exit_macs(config, scout_sub)[-1]))
         test_logits = all_exit_logits(model, data.x_test)
+        if scout is not None:
+            test_logits = [all_exit_logits(scout, data.x_test)[-1], *test_logits]
         static = float((test_logits[-1].argmax(1) == data.y_test).mean())
         curve = []
         timed_policy = None
         for d in drops:
-            pol = calibrate_exit_policy(model, config, sub, data.x_val, data.y_val, max_drop=d)
-            ee = EarlyExitCNN(model, sub.exits, [np.inf if t is None else t for t in pol["thresholds"]])
+            pol = calibrate_exit_policy(model, config, main, data.x_val, data.y_val, max_drop=d, scout=scout_arg)
+            ee: Any = EarlyExitCNN(model, main.exits, [np.inf if t is None else t for t in pol["thresholds"]])
+            if scout is not None:
+                t = pol["scout_threshold"]
+                ee = CascadeCNN(scout, ee, np.inf if t is None else t, temperature=pol["scout_temperature"])
             logits, taken = ee.per_sample([torch.from_numpy(t) for t in test_logits])
-            rates = np.bincount(taken.numpy(), minlength=len(sub.exits) + 1) / len(taken)
+            rates = np.bincount(taken.numpy(), minlength=len(test_logits)) / len(taken)
             acc = float((logits.argmax(1).numpy() == data.y_test).mean())
             curve.append({"max_drop_pp": 100 * d, "test_accuracy": acc, "test_drop_pp": 100 * (static - acc),
                           "test_exit_rates": rates.tolist(), "val_speedup_macs": pol["speedup_macs"],
@@ -116,19 +139,19 @@ def main() -> None:
         pol, rates_test, acc_timed = timed_policy
         with tempfile.TemporaryDirectory() as tmp:
             record = {"input": {"shape": [1, config.in_channels, config.resolution, config.resolution]}}
-            _export_early_exit(model, sub, pol, record, Path(tmp))
+            _export_early_exit(model, main, pol, record, Path(tmp), scout=scout)
             dyn_t = measure_expected_relative(host, reference, Path(tmp) / "model.onnx", images, seed=args.seed)
             static_onnx = onnx_bytes(model, torch.zeros(record["input"]["shape"]))
             stat_t = measure_expected_relative(host, reference, static_onnx, images, seed=args.seed)
         per_exit = host.predict_exit_ms([sub])[0] / host.reference_ms  # ratios
         pred_rates = dyn.predict_exit_rates([sub])[0]
-        static_sub = dataclasses.replace(sub, exits=(0,) * len(sub.exits))
+        static_sub = dataclasses.replace(main, exits=(0,) * len(sub.exits))
         rows.append({
             "arch": space.format(sub), "static_test_accuracy": static, "curve": curve,
             "timed_drop_pp": args.drop, "dynamic_test_accuracy": acc_timed,
             "measured_static_ratio": stat_t["ratio"], "measured_expected_ratio": dyn_t["ratio"],
             "measured_speedup": stat_t["ratio"] / dyn_t["ratio"],
-            "predicted_static_ratio": float(host.predict_ratio([static_sub])[0]),
+            "predicted_static_ratio": float(host.predict_ratio([static_sub])[0]), "cascade": int(sub.cascade),
             "predicted_expected_ratio_pred_rates": float(pred_rates @ per_exit),
             "predicted_expected_ratio_measured_rates": float(rates_test[: len(per_exit)] @ per_exit),
             "predicted_exit_rates": pred_rates.tolist(), "test_exit_rates": rates_test.tolist(),
@@ -171,6 +194,16 @@ def main() -> None:
                                "curve": [(c["max_drop_pp"], c["test_drop_pp"], c["val_speedup_macs"])
                                          for c in r["curve"]]} for r in rows[: len(space.width_choices)]],
     }
+    for name, group in (("exits_only", [r for r in rows if not r["cascade"]]),
+                        ("with_scout", [r for r in rows if r["cascade"]])):
+        if group:
+            g_err = np.array([r["predicted_expected_ratio_pred_rates"] / r["measured_expected_ratio"] - 1
+                              for r in group])
+            summary[name] = {"n": len(group),
+                             "speedup_median": float(np.median([r["measured_speedup"] for r in group])),
+                             "speedup_max": float(np.max([r["measured_speedup"] for r in group])),
+                             "expected_within_10pct_pred_rates": float(np.mean(np.abs(g_err) <= 0.10)),
+                             "expected_median_err_pct_pred_rates": float(100 * np.median(g_err))}
     doc = {"benchmark": "early_exit", "supernet": str(path), "dataset": args.dataset, "seed": args.seed,
            "host": host.describe()["host"], "summary": summary, "rows": rows,
            "seconds": time.perf_counter() - t_start}

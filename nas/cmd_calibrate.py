@@ -29,13 +29,15 @@ def calibrate(
     max_accuracy_drops: Annotated[str, typer.Option(help="Accuracy drops (points) to calibrate exit policies for, comma-separated.")] = "0.25,0.5,1,2",
     exit_criterion: Annotated[str, typer.Option(help="Exit test: confidence (max softmax) or entropy.")] = "confidence",
     exit_temperature: Annotated[bool, typer.Option(help="Fit a softmax temperature per exit on validation data first.")] = False,
+    cascade: Annotated[int, typer.Option(help="Width-cascade scouts to calibrate: the N narrowest uniform subnets (0: none).")] = 0,
     seed: SeedOpt = 0,
 ) -> None:
     """Write `<stem>.accuracy.json` (predictor data) and `<stem>.sample.npz` beside a supernet.
 
     Searches then need no dataset: the accuracy predictor is fitted on the cached data, and
     exports are checked on the sample when the dataset is absent. Existing data with fewer
-    than --samples subnets (same seed) is topped up: only the missing subnets are measured.
+    than --samples subnets (same seed) is topped up: only the missing subnets are measured; data
+    with fewer than --cascade scouts gets their policies (one re-measurement per subnet).
     """
     from nas.progress import console, make_progress
     from predictors import load_or_collect_accuracy
@@ -50,6 +52,8 @@ def calibrate(
         raise ConfigError(f"--samples must be > 0, but got {samples}.")
     if recal_seeds < 1:
         raise ConfigError(f"--recal-seeds must be >= 1, but got {recal_seeds}.")
+    if cascade < 0:
+        raise ConfigError(f"--cascade must be >= 0 scouts, but got {cascade}.")
     from predictors.exit_policy import get_criterion
     from supernet.checkpoint import ensure_writable
 
@@ -74,12 +78,12 @@ def calibrate(
         predictor, acc = load_or_collect_accuracy(file, model, meta, data, n_samples=samples, n_ceiling=ceiling, bn=bn, seed=seed,
                                                   progress=progress, extend=True, recal_seeds=recal_seeds,
                                                   max_drops=drops, criterion=exit_criterion,
-                                                  temperature=exit_temperature)
+                                                  temperature=exit_temperature, cascade=cascade)
     save_sample(sample_path(file), data, n_test=sample_test, n_calib=sample_calib, seed=seed, n_val=sample_val)
     q = predictor.quality
     console.print(f"accuracy data: {len(acc.records)} subnets; held-out Kendall tau {q['heldout_tau']:.3f}, "
                   f"RMSE {q['heldout_rmse_points']:.2f} pts, noise ceiling tau {q['noise_ceiling_tau']:.3f}")
-    if model.space.exit_positions:
+    if model.space.exit_positions or cascade:
         from predictors import DynamicAccuracyPredictor
 
         dyn = DynamicAccuracyPredictor(predictor, acc, max_drop=drops[min(1, len(drops) - 1)], seed=seed)

@@ -75,6 +75,7 @@ def search(
     dataset: Annotated[str | None, typer.Option(help="Dataset to measure accuracy data on when none is cached beside the supernet (default: its own, else its shipped sample).")] = None,
     accuracy_samples: Annotated[int, typer.Option(help="Subnets measured to fit the accuracy predictor when no cache exists.")] = 400,
     exits: Annotated[str, typer.Option(help="Early exits: auto (searched when the supernet has exit heads), on (required) or off (widths only).")] = "auto",
+    cascade: Annotated[str, typer.Option(help="Width cascade (a narrow uniform scout runs first, the subnet only when the scout is unsure): auto (searched when the accuracy data has scouts, see `dynnas calibrate --cascade`) or off.")] = "auto",
     max_accuracy_drop: Annotated[float | None, typer.Option("--max-accuracy-drop", help="Exit thresholds may cost at most this many accuracy points against the same subnet without exits (default 0.5; one of the calibrated drops).")] = None,
     max_worst_latency: Annotated[float | None, typer.Option("--max-worst-latency", help="Only subnets whose worst case (every exit fails) is predicted at most this many ms are feasible.")] = None,
     seed: SeedOpt = 0,
@@ -114,6 +115,8 @@ def search(
         raise ConfigError(f"--max-worst-latency must be a positive number of ms, but got {max_worst_latency}.")
     if exits not in ("auto", "on", "off"):
         raise ConfigError(f"--exits must be auto, on or off, but got '{exits}'.")
+    if cascade not in ("auto", "off"):
+        raise ConfigError(f"--cascade must be auto or off, but got '{cascade}'.")
     if max_accuracy_drop is not None and not 0 <= max_accuracy_drop < 100:
         raise ConfigError(f"--max-accuracy-drop is in accuracy points and must be in [0, 100), but got "
                           f"{max_accuracy_drop:g}; e.g. --max-accuracy-drop 0.5.")
@@ -142,7 +145,8 @@ def search(
         device=profile.name, profile_sha=_profile_sha(profile), supernet=str(file.resolve()),
         supernet_sha256=sha256(file), algorithms=tuple(algorithms), budget=budget, latency_budget_ms=latency_budget,
         top_k=top, bn=bn, seed=seed, device_type=device_type, accuracy_samples=accuracy_samples, out=str(out),
-        dataset=dataset, exits=exits, max_accuracy_drop=drop, max_worst_latency_ms=max_worst_latency)
+        dataset=dataset, exits=exits, max_accuracy_drop=drop, max_worst_latency_ms=max_worst_latency,
+        cascade=cascade)
     check_out(out, overwrite=overwrite, resume=resume, settings=settings)  # a resume with other settings fails now
 
     from rich.console import Console
@@ -155,7 +159,7 @@ def search(
         setup = setup_problem(file, model, meta, profile, bn=bn, seed=seed, latency_budget_ms=latency_budget,
                               accuracy_samples=accuracy_samples, dataset=dataset, progress=bars.phase,
                               max_accuracy_drop=drop if drop is not None else 0.005,
-                              max_worst_latency_ms=max_worst_latency, exits=use_exits)
+                              max_worst_latency_ms=max_worst_latency, exits=use_exits, cascade=cascade == "auto")
         problem = setup.problem
         problem.check_feasible()
         with staging(out, settings, overwrite=overwrite, resume=resume) as stage:
@@ -305,12 +309,15 @@ def _summary(results: list[Any], exported: list[dict[str, Any]], problem: Any, o
     return table
 
 
-@app.command(epilog="Examples:\n\n    dynnas devices\n\n    dynnas devices --profile my-board.yaml")
+@app.command(epilog="Examples:\n\n    dynnas devices\n\n    dynnas devices --profile my-board.yaml\n\n"
+                    "    dynnas devices --no-quality")
 @guarded
 def devices(
     profile: Annotated[list[Path] | None, typer.Option(help="Also show (and validate) this profile YAML file.")] = None,
+    quality: Annotated[bool, typer.Option(help="Refit each published roofline leave-one-out to show its calibration "
+                                               "error (about a second per profile).")] = True,
 ) -> None:
-    """List the device profiles: compute, memory, power modes and calibration points."""
+    """List the device profiles: compute, power modes, calibration points and their leave-one-out error."""
     from rich.console import Console
     from rich.table import Table
 
@@ -318,13 +325,27 @@ def devices(
 
     profiles = [load_profile(n) for n in list_profiles()] + [load_profile(Path(p)) for p in profile or []]
     table = Table(title="device profiles")
-    for col in ("name", "display name", "runtime", "precision", "peak", "bandwidth", "memory", "power modes",
-                "calibration"):
-        table.add_column(col, no_wrap=col in ("name", "peak", "bandwidth", "memory"))
+    for col in ("name", "kind", "runtime", "precisions", "peak", "bandwidth", "power modes", "calibration",
+                "LOO median / max", "confidence"):
+        table.add_column(col, no_wrap=col in ("name", "peak", "bandwidth", "calibration", "LOO median / max"))
     for p in profiles:
-        peak = p.peak_compute[p.default_precision]
-        modes = ", ".join(m.name + (" (default)" if m.name == p.default_power_mode else "") for m in p.power_modes)
-        calib = "measured here" if p.measured and not p.calibration else f"{len(p.calibration)} points"
-        table.add_row(p.name, p.display_name, p.runtime, p.default_precision, f"{peak.value:g} {peak.unit}",
-                      f"{p.memory_bandwidth.value:g} GB/s", f"{p.memory_size.value:g} GB", modes, calib)
+        table.add_row(*_device_row(p, quality))
+    table.caption = ("LOO: each calibration point predicted by the roofline refitted on the others (|error| %); "
+                     "confidence 'low' under 3 points or 2 reference models")
     Console().print(table)
+
+
+def _device_row(p: Any, quality: bool) -> list[str]:
+    """The `devices` table cells of one profile (the LOO refit only when ``quality``)."""
+    from predictors.profile_quality import confidence_of, profile_quality
+
+    peak = p.peak_compute[p.default_precision]
+    precisions = ", ".join(k + ("*" if k == p.default_precision else "") for k in p.peak_compute)
+    modes = ", ".join(m.name + (" (default)" if m.name == p.default_power_mode else "") for m in p.power_modes)
+    calib = "measured here" if p.measured and not p.calibration else f"{len(p.calibration)} points"
+    loo = "-"
+    if quality and p.calibration:
+        q = profile_quality(p)
+        loo = f"{q.loo_median_abs_pct:.1f} / {q.loo_max_abs_pct:.1f} %"
+    return [p.name, p.kind, p.runtime, precisions, f"{peak.value:g} {peak.unit}", f"{p.memory_bandwidth.value:g} GB/s",
+            modes, calib, loo, confidence_of(p)]

@@ -91,14 +91,16 @@ def _static_spec(config: Any, subnet: SubnetConfig) -> dict[str, Any]:
 
 
 def arch_record(supernet: nn.Module, meta: dict[str, Any], supernet_path: Path, supernet_sha: str,
-                subnet: SubnetConfig, model: nn.Module, bn: str) -> dict[str, Any]:
-    """The ``arch.json`` document of one exported subnet."""
-    space: SearchSpace = supernet.space
+                subnet: SubnetConfig, model: nn.Module, bn: str, *, space: SearchSpace | None = None) -> dict[str, Any]:
+    """The ``arch.json`` document of one exported subnet (``space``: the searched space, default the supernet's)."""
+    space = space or supernet.space
     c = supernet.config
+    scout, full = space.scout(subnet), subnet
+    subnet = space.without_cascade(subnet)
     spec = _static_spec(c, subnet)
     return {
         "format": SUBNET_FORMAT, "format_version": SUBNET_FORMAT_VERSION,
-        "arch": space.format(subnet), "subnet_id": space.subnet_id(subnet), "family": meta["family"],
+        "arch": space.format(full), "subnet_id": space.subnet_id(full), "family": meta["family"],
         "space": space.to_dict(),
         "widths": {"indices": list(subnet.widths), "fractions": list(space.width_fractions(subnet)),
                    "hidden_channels": [b[0] for b in spec["blocks"]]},
@@ -114,7 +116,10 @@ def arch_record(supernet: nn.Module, meta: dict[str, Any], supernet_path: Path, 
         "pytorch": spec,
         "files": {"onnx": "model.onnx", "weights": "weights.safetensors", "verify": "verify.json"},
         "opset": OPSET,
-    }
+    } | ({"cascade": {"scout": supernet.space.format(scout), "scout_width": space.width_choices[scout.widths[0]],
+                      "scout_macs": count_macs(c, scout), "scout_pytorch": _static_spec(c, scout),
+                      "meaning": "the scout runs first; the subnet runs only when the scout is not confident"}}
+         if scout is not None else {})
 
 
 def eval_set_name(note: str, spec: str, n: int) -> str:
@@ -138,12 +143,14 @@ def _replace_dir(tmp: Path, final: Path) -> None:
 
 # ---- early exits ---------------------------------------------------------------------------------
 def calibrate_exit_policy(model: nn.Module, config: Any, subnet: SubnetConfig, x: np.ndarray, y: np.ndarray, *,
-                          max_drop: float, criterion: str = "confidence",
-                          temperature: bool = False) -> dict[str, Any]:
+                          max_drop: float, criterion: str = "confidence", temperature: bool = False,
+                          scout: tuple[nn.Module, float] | None = None) -> dict[str, Any]:
     """Thresholds of ``subnet``'s enabled exits for the extracted ``model``, calibrated on ``(x, y)``.
 
     Minimises the expected MACs ``C_avg`` subject to an accuracy drop of at most ``max_drop``
     against the same model with its exits off (see :func:`predictors.exit_policy.calibrate`).
+    With ``scout = (scout_model, scout_macs)`` (a width cascade) the scout is the first stage:
+    ``scout_threshold``, and ``val_exit_rates`` starts with the scout's share.
     """
     from predictors.exit_policy import calibrate, exit_scores, fit_temperature
     from supernet.cnn import exit_macs
@@ -155,36 +162,57 @@ def calibrate_exit_policy(model: nn.Module, config: Any, subnet: SubnetConfig, x
     temps = [fit_temperature(logits[e], y) if temperature else 1.0 for e in range(n_exits)]
     costs = exit_macs(config, subnet)
     static_macs = exit_macs(config, dataclasses.replace(subnet, exits=(0,) * n_exits))[-1]
-    scores = np.stack([exit_scores(logits[e], criterion, temps[e]) for e in on])
-    correct = np.stack([logits[e].argmax(1) == y for e in on] + [logits[-1].argmax(1) == y])
-    r = calibrate(scores, correct, np.asarray([costs[e] for e in on] + [costs[-1]], float), max_drop,
-                  c_static=float(static_macs))
+    scores = [exit_scores(logits[e], criterion, temps[e]) for e in on]
+    correct = [logits[e].argmax(1) == y for e in on] + [logits[-1].argmax(1) == y]
+    cs = [float(costs[e]) for e in on] + [float(costs[-1])]
+    first = 0
+    if scout is not None:
+        scout_logits = all_exit_logits(scout[0], x)[-1]
+        scout_temp = fit_temperature(scout_logits, y) if temperature else 1.0
+        scores = [exit_scores(scout_logits, criterion, scout_temp)] + scores
+        correct = [scout_logits.argmax(1) == y] + correct
+        cs = [float(scout[1])] + [float(scout[1]) + c for c in cs]
+        first = 1
+    r = calibrate(np.stack(scores) if scores else np.zeros((0, len(y))), np.stack(correct), np.asarray(cs, float),
+                  max_drop, c_static=float(static_macs))
     thresholds = [math.inf] * n_exits
-    rates = [0.0] * (n_exits + 1)
+    rates = [0.0] * (first + n_exits + 1)
     for j, e in enumerate(on):
-        thresholds[e] = float(r.thresholds[j])
-        rates[e] = float(r.exit_rates[j])
+        thresholds[e] = float(r.thresholds[first + j])
+        rates[first + e] = float(r.exit_rates[first + j])
     rates[-1] = float(r.exit_rates[-1])
-    return {"criterion": criterion, "temperatures": temps,
-            "thresholds": [t if math.isfinite(t) else None for t in thresholds], "max_accuracy_drop": max_drop,
-            "val_exit_rates": rates, "val_accuracy": r.accuracy, "val_static_accuracy": r.static_accuracy,
-            "c_avg_macs": r.c_avg, "c_static_macs": r.c_static, "speedup_macs": r.speedup,
-            "worst_case_macs": r.worst_cost, "n_images": int(len(y))}
+    out = {"criterion": criterion, "temperatures": temps,
+           "thresholds": [t if math.isfinite(t) else None for t in thresholds], "max_accuracy_drop": max_drop,
+           "val_exit_rates": rates, "val_accuracy": r.accuracy, "val_static_accuracy": r.static_accuracy,
+           "c_avg_macs": r.c_avg, "c_static_macs": r.c_static, "speedup_macs": r.speedup,
+           "worst_case_macs": r.worst_cost, "n_images": int(len(y))}
+    if scout is not None:
+        rates[0] = float(r.exit_rates[0])
+        out |= {"scout_threshold": float(r.thresholds[0]) if math.isfinite(r.thresholds[0]) else None,
+                "scout_temperature": scout_temp, "scout_macs": float(scout[1]),
+                "stages": ["scout", *[f"exit{e}" for e in range(n_exits)], "final"]}
+    return out
 
 
 def _export_early_exit(model: nn.Module, subnet: SubnetConfig, policy: dict[str, Any], record: dict[str, Any],
-                       folder: Path) -> Any:
-    """``model.onnx`` (nested ``If``, batch 1) and ``model.all_exits.onnx`` (every exit's logits, any batch)."""
+                       folder: Path, scout: nn.Module | None = None) -> Any:
+    """``model.onnx`` (nested ``If``, batch 1) and ``model.all_exits.onnx`` (every exit's logits, any batch);
+    with a cascade ``scout`` the scout runs first (outputs ``logits_scout`` first)."""
     from predictors.onnx_io import export_branching_onnx, export_multi_output_onnx
-    from supernet.early_exit import AllExits, EarlyExitCNN
+    from supernet.early_exit import AllExits, CascadeAllExits, CascadeCNN, EarlyExitCNN
 
     thresholds = [math.inf if t is None else float(t) for t in policy["thresholds"]]
     ee = EarlyExitCNN(model, subnet.exits, thresholds, criterion=policy["criterion"],
                       temperatures=policy["temperatures"]).eval()
+    names = [f"logits_exit{e}" for e in range(ee.n_exits)] + [OUTPUT_NAME]
+    every: nn.Module = AllExits(model)
+    if scout is not None:
+        t = policy["scout_threshold"]
+        ee = CascadeCNN(scout, ee, math.inf if t is None else float(t), temperature=policy["scout_temperature"])
+        names, every = ["logits_scout", *names], CascadeAllExits(ee)
     example = torch.zeros(record["input"]["shape"])
     export_branching_onnx(ee, example, folder / "model.onnx")
-    names = [f"logits_exit{e}" for e in range(ee.n_exits)] + [OUTPUT_NAME]
-    export_multi_output_onnx(AllExits(model), example, folder / "model.all_exits.onnx", names)
+    export_multi_output_onnx(every, example, folder / "model.all_exits.onnx", names)
     return ee
 
 
@@ -239,23 +267,30 @@ def export_subnets(run_dir: Path, top_k: int = 5, *, supernet_path: Path | None 
         raise ConfigError(f"run.json names BN mode '{bn}'; known: {', '.join(BN_MODES)}.")
     data, note = load_default_data(meta, run_setting(run, "dataset"), path)
     eval_set = eval_set_name(note, data.spec, len(data.y_test))
-    space: SearchSpace = supernet.space
-    searched = space
-    if space.exit_positions and not (run.get("exits") or {}).get("searched", True):
-        searched = dataclasses.replace(space, exit_positions=())  # a run with --exits off
+    stored = (run.get("supernet") or {}).get("space")
+    searched: SearchSpace = SearchSpace.from_dict(stored) if stored else supernet.space
+    if searched.exit_positions != supernet.space.exit_positions and searched.exit_positions:
+        raise CheckpointMismatchError(f"run '{run_dir}' searched exits after blocks {list(searched.exit_positions)} but "
+                                      f"this supernet has them after {list(supernet.space.exit_positions)}; pass the "
+                                      "run's supernet.")
+    space = dataclasses.replace(supernet.space, n_cascade=searched.n_cascade)  # exits of a --exits off run: all off
     subs = [searched.parse(a) for a in picks["arch"]]
     for sub, sid in zip(subs, picks["subnet_id"], strict=True):
         if searched.subnet_id(sub) != str(sid):
             raise CheckpointMismatchError(f"pareto.csv gives subnet_id {sid} for '{searched.format(sub)}' but this "
                                           f"supernet's space gives {searched.subnet_id(sub)}; pass the run's supernet.")
-    subs = [dataclasses.replace(s, exits=(0,) * len(space.exit_positions)) if searched is not space else s
-            for s in subs]
+    subs = [dataclasses.replace(s, exits=(0,) * len(space.exit_positions)) if len(s.exits) != len(space.exit_positions)
+            else s for s in subs]
     target = picks["latency_ms"].to_numpy(dtype=np.float64)
     max_drop = float(run_setting(run, "max_accuracy_drop", None) or 0.005)
     calibration = ((run.get("predictors") or {}).get("exits") or {}).get("calibration") or {}
     criterion = str(calibration.get("criterion") or "confidence")
     val_note = "validation split" if not note.endswith("shipped sample") else "the shipped sample's validation images"
     host = latency_predictor("host", supernet.config, seed=seed)  # measured on this machine once, then cached
+    if space.n_cascade:
+        from predictors.cascade import CascadeLatency
+
+        host = CascadeLatency(host, space)
     host_reference = subnet_onnx(supernet, host.reference)
     speed = host.speed_now(supernet.config, seed=seed)
     rates = [[float(v) for v in str(r).split(";")] for r in picks["exit_rates"]]
@@ -267,21 +302,27 @@ def export_subnets(run_dir: Path, top_k: int = 5, *, supernet_path: Path | None 
         arch = space.format(sub)
         if progress is not None:
             progress(i, len(subs), arch)
-        model = subnet_model(supernet, sub, data, bn, seed=seed)
-        record = arch_record(supernet, meta, path, digest, sub, model, bn)
-        dynamic = any(sub.exits)
+        main, scout_sub = space.without_cascade(sub), space.scout(sub)
+        model = subnet_model(supernet, main, data, bn, seed=seed)
+        scout = subnet_model(supernet, scout_sub, data, bn, seed=seed) if scout_sub is not None else None
+        record = arch_record(supernet, meta, path, digest, sub, model, bn, space=space)
+        dynamic = any(sub.exits) or scout is not None
         tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{record['subnet_id']}."))
         tmp.chmod(0o755)  # mkdtemp makes it private; the final folder should read like the run folder
         try:
             example = torch.zeros(record["input"]["shape"])
             if dynamic:
-                policy = calibrate_exit_policy(model, supernet.config, sub, data.x_val, data.y_val,
-                                               max_drop=max_drop, criterion=criterion)
+                policy = calibrate_exit_policy(model, supernet.config, main, data.x_val, data.y_val,
+                                               max_drop=max_drop, criterion=criterion,
+                                               scout=None if scout is None else
+                                               (scout, record["cascade"]["scout_macs"]))
                 policy["calibrated_on"] = val_note
-                ee = _export_early_exit(model, sub, policy, record, tmp)
+                ee = _export_early_exit(model, main, policy, record, tmp, scout=scout)
                 record["exit_policy"] = policy
+                meaning = (f"index of the exit taken; {len(sub.exits)} = final classifier" if scout is None else
+                           f"0 = the scout, 1 + i = exit i, {1 + len(sub.exits)} = final classifier")
                 record["output"]["exit_index"] = {"name": "exit_index", "shape": [1], "dtype": "int64",
-                                                  "meaning": f"index of the exit taken; {len(sub.exits)} = final classifier"}
+                                                  "meaning": meaning}
                 record["files"]["all_exits_onnx"] = "model.all_exits.onnx"
                 record["batch_semantics"] = ("model.onnx is batch 1: it leaves at an exit when the input passes its "
                                              "threshold; model.all_exits.onnx (any batch) returns every exit's logits "
@@ -291,6 +332,10 @@ def export_subnets(run_dir: Path, top_k: int = 5, *, supernet_path: Path | None 
             check_self_contained(tmp / "model.onnx")
             save_tensors(tmp / "weights.safetensors", model.state_dict(), {"format": SUBNET_FORMAT, "arch": arch,
                                                                           "subnet_id": record["subnet_id"]})
+            if scout is not None:
+                save_tensors(tmp / "scout_weights.safetensors", scout.state_dict(),
+                             {"format": SUBNET_FORMAT, "arch": record["cascade"]["scout"], "role": "cascade scout"})
+                record["files"]["scout_weights"] = "scout_weights.safetensors"
             record["files"]["onnx_sha256"] = sha256(tmp / "model.onnx")
             write_json(tmp / "arch.json", record)
             if dynamic:

@@ -294,15 +294,19 @@ def setup_problem(supernet_file: Path, model: Any, meta: dict[str, Any], profile
                   latency_budget_ms: float | None = None, accuracy_samples: int = 400, dataset: str | None = None,
                   progress: Callable[[str], Callable[[str, int, int], None]] | None = None,
                   max_accuracy_drop: float = 0.005, max_worst_latency_ms: float | None = None,
-                  exits: bool = True) -> ProblemSetup:
+                  exits: bool = True, cascade: bool = True) -> ProblemSetup:
     """Build the latency predictor, check the budgets, then fit the accuracy predictors.
 
     The accuracy data comes from the cache beside the supernet; only without a usable cache is
     it measured, on ``dataset`` (default: the supernet's own, else its shipped sample).
     ``progress(phase)`` returns the ``(description, done, total)`` callback of a phase. With
-    ``exits=False`` (or a supernet without exit heads) the space has no exit choices.
+    ``exits=False`` (or a supernet without exit heads) the space has no exit choices. With
+    ``cascade`` and accuracy data calibrated with width-cascade scouts, the space gets the
+    ``cascade`` gene (not with ``exits=False``: that searches static networks).
     """
     from predictors import DynamicAccuracyPredictor, latency_predictor, load_or_collect_accuracy
+    from predictors.accuracy import data_cascade
+    from predictors.cascade import CascadeLatency
     from predictors.dynamic_accuracy import check_drop
     from supernet.errors import DatasetError
     from supernet.pretrained import load_default_data
@@ -323,11 +327,16 @@ def setup_problem(supernet_file: Path, model: Any, meta: dict[str, Any], profile
         acc, acc_data = load_or_collect_accuracy(supernet_file, model, meta, images, n_samples=accuracy_samples,
                                                  bn=bn, seed=seed, progress=phase("accuracy data"))
     space = model.space
-    if space.exit_positions and exits:
+    n_cascade = data_cascade(acc_data) if cascade and exits else 0
+    if (space.exit_positions and exits) or n_cascade:
         check_drop(acc_data, max_accuracy_drop)
-        predictor: Any = DynamicAccuracyPredictor(acc, acc_data, max_drop=max_accuracy_drop, seed=seed)
+        predictor: Any = DynamicAccuracyPredictor(acc, acc_data, max_drop=max_accuracy_drop, seed=seed,
+                                                  cascade=n_cascade > 0)
     else:
         predictor = acc
+    if n_cascade:
+        space = dataclasses.replace(space, n_cascade=n_cascade)
+        lat = CascadeLatency(lat, space)
     if space.exit_positions and not exits:
         space = dataclasses.replace(space, exit_positions=())
         predictor = _NoExits(acc, model.space)
@@ -339,10 +348,12 @@ def setup_problem(supernet_file: Path, model: Any, meta: dict[str, Any], profile
 
 
 def _full(subnet: SubnetConfig, space: SearchSpace) -> SubnetConfig:
-    """``subnet`` in ``space``: exit bits (all off) added when a search dropped the exit choices."""
-    if len(subnet.exits) == len(space.exit_positions):
+    """``subnet`` in ``space``: exit bits (all off) added when a search dropped the exit choices, the
+    cascade scout dropped (MACs are the subnet's own)."""
+    if len(subnet.exits) == len(space.exit_positions) and not subnet.cascade:
         return subnet
-    return dataclasses.replace(subnet, exits=(0,) * len(space.exit_positions))
+    exits = subnet.exits if len(subnet.exits) == len(space.exit_positions) else (0,) * len(space.exit_positions)
+    return dataclasses.replace(subnet, exits=exits, cascade=0)
 
 
 class _NoExits:

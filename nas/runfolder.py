@@ -61,7 +61,7 @@ PARETO_COLUMNS = ("subnet_id", "algorithm", "arch", "accuracy", "latency_ms", "m
                   "worst_latency_ms", "exit_rates", "combined", "spread_rank")
 # Settings that must match for --resume to reuse earlier work.
 RESUME_KEYS = ("device", "profile_sha", "supernet_sha256", "budget", "latency_budget_ms", "bn", "seed",
-               "accuracy_samples", "exits", "max_accuracy_drop", "max_worst_latency_ms")
+               "accuracy_samples", "exits", "max_accuracy_drop", "max_worst_latency_ms", "cascade")
 
 
 class NoRunError(CheckpointError):
@@ -87,6 +87,7 @@ class SearchSettings:
     out: str
     dataset: str | None = None
     exits: str = "auto"
+    cascade: str = "auto"
     max_accuracy_drop: float | None = None  # fraction; None when the space has no exits
     max_worst_latency_ms: float | None = None
 
@@ -108,6 +109,8 @@ class SearchSettings:
             parts.append(f"--dataset {self.dataset}")
         if self.exits != "auto":
             parts.append(f"--exits {self.exits}")
+        if self.cascade != "auto":
+            parts.append(f"--cascade {self.cascade}")
         if self.max_accuracy_drop is not None:
             parts.append(f"--max-accuracy-drop {100 * self.max_accuracy_drop:g}")
         if self.max_worst_latency_ms is not None:

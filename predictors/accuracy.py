@@ -138,41 +138,81 @@ def drop_key(max_drop: float) -> str:
     return f"{float(max_drop):g}"
 
 
-def exit_masks(n_exits: int) -> list[tuple[int, ...]]:
-    """Every exit mask with at least one exit enabled, in counting order (``01``, ``10``, ``11`` …)."""
-    return [tuple(int(b) for b in f"{m:0{n_exits}b}") for m in range(1, 2 ** n_exits)]
+def exit_masks(n_exits: int, *, with_empty: bool = False) -> list[tuple[int, ...]]:
+    """Every exit mask with at least one exit enabled, in counting order (``01``, ``10``, ``11`` …);
+    ``with_empty`` puts the all-off mask first (a cascade scout needs no exit)."""
+    if n_exits == 0:
+        return [()] if with_empty else []
+    return [tuple(int(b) for b in f"{m:0{n_exits}b}") for m in range(0 if with_empty else 1, 2 ** n_exits)]
+
+
+def policy_key(subnet: SubnetConfig) -> str:
+    """The key of a subnet's exit policy in the data: its exit bits (``01``), after ``c<k>:`` with a scout."""
+    mask = "".join(map(str, subnet.exits))
+    return f"c{subnet.cascade}:{mask}" if subnet.cascade else mask
+
+
+@dataclass(frozen=True)
+class Scout:
+    """A width-cascade scout measured once per data collection: its logits on the validation split
+    (seed-``seed`` recalibration, as an export deploys it) and its MACs."""
+
+    logits: np.ndarray
+    macs: float
 
 
 def _policies(config: Any, subnet: SubnetConfig, logits: list[np.ndarray], y: np.ndarray, *, criterion: str,
-              temperature: bool, max_drops: Sequence[float]) -> dict[str, Any]:
-    """Calibrated exit policies of one subnet for every exit mask and accuracy drop (see exit_policy)."""
+              temperature: bool, max_drops: Sequence[float], scouts: Sequence[Scout] = ()) -> dict[str, Any]:
+    """Calibrated exit policies of one subnet for every exit mask and accuracy drop (see exit_policy).
+
+    With ``scouts`` (the width cascade), every scout × every exit mask (the empty one included) is
+    calibrated too: the scout is the first stage, at its own cost; the subnet's stages cost the scout
+    plus themselves. Its entries add ``scout_threshold`` and ``scout_rate``.
+    """
     from supernet.cnn import exit_macs
 
     n_exits = len(logits) - 1
     temps = [fit_temperature(lg, y) if temperature else 1.0 for lg in logits[:-1]]
     scores = [exit_scores(lg, criterion, t) for lg, t in zip(logits[:-1], temps, strict=True)]
     correct = [lg.argmax(1) == y for lg in logits]
+    c_static = float(exit_macs(config, dataclasses.replace(subnet, exits=(0,) * n_exits))[-1])
     out: dict[str, Any] = {"temperatures": temps, "masks": {}}
-    for mask in exit_masks(n_exits):
+    stages: list[tuple[str, Scout | None, tuple[int, ...]]] = [
+        (policy_key(dataclasses.replace(subnet, exits=m)), None, m) for m in exit_masks(n_exits)]
+    if scouts:
+        out["scout_temperatures"] = [fit_temperature(sc.logits, y) if temperature else 1.0 for sc in scouts]
+        stages += [(policy_key(dataclasses.replace(subnet, exits=m, cascade=k + 1)), sc, m)
+                   for k, sc in enumerate(scouts) for m in exit_masks(n_exits, with_empty=True)]
+    for key, scout, mask in stages:
         on = [e for e in range(n_exits) if mask[e]]
         costs = exit_macs(config, dataclasses.replace(subnet, exits=mask))
-        sc = np.stack([scores[e] for e in on])
-        cor = np.stack([correct[e] for e in on] + [correct[-1]])
-        cs = np.asarray([costs[e] for e in on] + [costs[-1]], dtype=np.float64)
-        c_static = float(exit_macs(config, dataclasses.replace(subnet, exits=(0,) * n_exits))[-1])
+        sc = [scores[e] for e in on]
+        cor = [correct[e] for e in on] + [correct[-1]]
+        cs = [costs[e] for e in on] + [costs[-1]]
+        if scout is not None:
+            t = out["scout_temperatures"][int(key[1:key.index(":")]) - 1]
+            sc = [exit_scores(scout.logits, criterion, t)] + sc
+            cor = [scout.logits.argmax(1) == y] + cor
+            cs = [scout.macs] + [scout.macs + c for c in cs]
+        shift = 1 if scout is not None else 0
         per_drop = {}
         for d in max_drops:
-            r = calibrate(sc, cor, cs, float(d), c_static=c_static)
+            r = calibrate(np.stack(sc) if sc else np.zeros((0, len(y))), np.stack(cor), np.asarray(cs, np.float64),
+                          float(d), c_static=c_static)
             thresholds: list[float | None] = [None] * n_exits
             rates = [0.0] * (n_exits + 1)
             for j, e in enumerate(on):
-                thresholds[e] = None if not np.isfinite(r.thresholds[j]) else float(r.thresholds[j])
-                rates[e] = float(r.exit_rates[j])
+                thresholds[e] = None if not np.isfinite(r.thresholds[j + shift]) else float(r.thresholds[j + shift])
+                rates[e] = float(r.exit_rates[j + shift])
             rates[-1] = float(r.exit_rates[-1])
-            per_drop[drop_key(d)] = {"thresholds": thresholds, "exit_rates": rates, "accuracy": float(r.accuracy),
-                                     "static_accuracy": float(r.static_accuracy), "c_avg_macs": float(r.c_avg),
-                                     "speedup_macs": float(r.speedup)}
-        out["masks"]["".join(map(str, mask))] = per_drop
+            entry = {"thresholds": thresholds, "exit_rates": rates, "accuracy": float(r.accuracy),
+                     "static_accuracy": float(r.static_accuracy), "c_avg_macs": float(r.c_avg),
+                     "speedup_macs": float(r.speedup)}
+            if scout is not None:
+                entry["scout_threshold"] = float(r.thresholds[0]) if np.isfinite(r.thresholds[0]) else None
+                entry["scout_rate"] = float(r.exit_rates[0])
+            per_drop[drop_key(d)] = entry
+        out["masks"][key] = per_drop
     return out
 
 
@@ -181,7 +221,7 @@ def collect_accuracy_data(supernet: nn.Module, data: ImageData, *, n_samples: in
                           n_recal_batches: int = N_RECAL_BATCHES, supernet_sha256: str | None = None,
                           existing: AccuracyData | None = None, recal_seeds: int = 2,
                           max_drops: Sequence[float] = DEFAULT_MAX_DROPS, criterion: str = "confidence",
-                          temperature: bool = False) -> AccuracyData:
+                          temperature: bool = False, cascade: int = 0) -> AccuracyData:
     """Measure ``n_samples`` subnets on the validation split (the first ``n_ceiling`` on test too).
 
     With ``existing`` data of the same sampling seed, BN mode and recalibration, only the
@@ -195,7 +235,10 @@ def collect_accuracy_data(supernet: nn.Module, data: ImageData, *, n_samples: in
     sample is the main label noise). Every exit head is evaluated too; on the seed-``seed``
     model (the one an export with that seed deploys) the exit policy of every exit mask is
     calibrated for every accuracy drop in ``max_drops`` (:func:`predictors.exit_policy.calibrate`,
-    costs in MACs).
+    costs in MACs). With ``cascade`` = n > 0 the policies of the width cascade with the n narrowest
+    uniform subnets as scouts are calibrated too (see :func:`_policies`); an ``existing`` record
+    without them is completed by re-measuring its seed-``seed`` model only (checked to reproduce
+    the stored accuracy).
     """
     from supernet.evaluate import all_exit_logits
 
@@ -210,15 +253,20 @@ def collect_accuracy_data(supernet: nn.Module, data: ImageData, *, n_samples: in
     space: SearchSpace = supernet.space
     config = getattr(supernet, "config", None)
     k = recal_seeds if bn == "recal" else 1
+    if not 0 <= cascade < len(space.width_choices):
+        raise ConfigError(f"`cascade` must be in [0, {len(space.width_choices) - 1}] scouts, but got {cascade}.")
     subnets = sample_subnets(space, n_samples, seed)
     done = {r["arch"]: r for r in existing.records} if existing is not None else {}
+    scouts = [_scout(supernet, space.uniform(j), data, bn, n_recal_batches, seed) for j in range(cascade)]
+    with_policies = bool(space.exit_positions) or cascade > 0
     records = []
     for i, s in enumerate(subnets):
-        if space.format(s) in done:
-            records.append(done[space.format(s)])
+        old = done.get(space.format(s))
+        if old is not None and (not cascade or _has_cascade(old, cascade)):
+            records.append(old)
             continue
         vals, heads, test, policy_logits = [], [], None, None
-        for j in range(k):
+        for j in range(k if old is None else 1):
             if bn == "recal":
                 model = subnet_model(supernet, s, data, "recal", n_batches=n_recal_batches, seed=seed + j)
                 logits = all_exit_logits(model, data.x_val)
@@ -232,12 +280,20 @@ def collect_accuracy_data(supernet: nn.Module, data: ImageData, *, n_samples: in
                 if i < n_ceiling and len(data.y_test):
                     test = accuracy(model, data.x_test, data.y_test) if model is not None else \
                         accuracy(supernet, data.x_test, data.y_test, s)
-        record = {"arch": space.format(s), "subnet_id": space.subnet_id(s), "val_acc": float(np.mean(vals)),
-                  "val_acc_seeds": vals, "test_acc": test}
-        if space.exit_positions:
-            record["exit_val_acc"] = [float(v) for v in np.mean(heads, axis=0)]
+        if old is not None:  # completing an older record with cascade policies: same model, same accuracy
+            if abs(vals[0] - old["val_acc_seeds"][0]) > 1e-9:
+                raise CalibrationError(f"re-measuring {old['arch']} gave val accuracy {vals[0]:.4f}, not the stored "
+                                       f"{old['val_acc_seeds'][0]:.4f}: the data was measured differently; "
+                                       "re-run `dynnas calibrate` without --extend.")
+            record = dict(old)
+        else:
+            record = {"arch": space.format(s), "subnet_id": space.subnet_id(s), "val_acc": float(np.mean(vals)),
+                      "val_acc_seeds": vals, "test_acc": test}
+            if space.exit_positions:
+                record["exit_val_acc"] = [float(v) for v in np.mean(heads, axis=0)]
+        if with_policies:
             record["policies"] = _policies(config, s, policy_logits, data.y_val, criterion=criterion,
-                                           temperature=temperature, max_drops=max_drops)
+                                           temperature=temperature, max_drops=max_drops, scouts=scouts)
         records.append(record)
         if progress is not None:
             progress("measuring subnet accuracy", i + 1, len(subnets))
@@ -255,14 +311,38 @@ def collect_accuracy_data(supernet: nn.Module, data: ImageData, *, n_samples: in
         "n_samples": len(records),
         "n_ceiling": sum(r["test_acc"] is not None for r in records),
         "exits": ({"criterion": criterion, "temperature": temperature, "max_drops": [float(d) for d in max_drops],
-                   "costs": "MACs", "policy_model": f"the seed-{seed} recalibration"}
-                  if space.exit_positions else None),
+                   "costs": "MACs", "policy_model": f"the seed-{seed} recalibration", "cascade": cascade}
+                  if with_policies else None),
         "dataset": {"spec": data.spec, "val": int(len(data.y_val)), "test": int(len(data.y_test))},
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     if existing is not None:
         meta["extended_from"] = {"n_samples": len(existing.records), "created": existing.meta.get("created")}
     return AccuracyData(meta, records)
+
+
+def _scout(supernet: nn.Module, subnet: SubnetConfig, data: ImageData, bn: str, n_recal_batches: int,
+           seed: int) -> Scout:
+    """Measure one cascade scout as a policy subnet is measured (seed-``seed`` model, validation split)."""
+    from supernet.cnn import exit_macs
+    from supernet.evaluate import all_exit_logits
+
+    if bn == "recal":
+        logits = all_exit_logits(subnet_model(supernet, subnet, data, "recal", n_batches=n_recal_batches, seed=seed),
+                                 data.x_val)[-1]
+    else:
+        logits = all_exit_logits(supernet, data.x_val, subnet=subnet)[-1]
+    return Scout(logits, float(exit_macs(supernet.config, subnet)[-1]))
+
+
+def _has_cascade(record: dict[str, Any], n: int) -> bool:
+    masks = (record.get("policies") or {}).get("masks") or {}
+    return any(key.startswith(f"c{n}:") for key in masks)
+
+
+def data_cascade(data: AccuracyData) -> int:
+    """How many width-cascade scouts the data's policies cover (0: none)."""
+    return int((data.meta.get("exits") or {}).get("cascade") or 0)
 
 
 # ---- the predictor ----------------------------------------------------------------------------
@@ -327,6 +407,12 @@ class AccuracyPredictor:
         onehot = np.zeros((len(widths), space.n_blocks * n_choices))
         onehot[np.arange(len(widths))[:, None], np.arange(space.n_blocks) * n_choices + widths] = 1.0
         cols = [frac, onehot, frac.mean(axis=1, keepdims=True), enc[:, space.n_blocks:].astype(float)]
+        if space.n_cascade:  # which scout (one-hot), and its width relative to the subnet's mean width
+            scout = np.zeros((len(widths), space.n_cascade))
+            k = np.asarray([s.cascade for s in subnets], dtype=np.int64)
+            scout[k > 0, k[k > 0] - 1] = 1.0
+            rel = np.where(k > 0, np.asarray(space.width_choices)[np.maximum(k - 1, 0)] / frac.mean(axis=1), 0.0)
+            cols += [scout, rel.reshape(-1, 1)]
         if self.arch_config is not None:
             if self._macs is None:
                 self._macs = UnitTable.build(self.arch_config, lambda ks: float(sum(k.macs for k in ks)))
@@ -356,7 +442,7 @@ class AccuracyPredictor:
 
     def fit_xy(self, space: SearchSpace, subnets: Sequence[SubnetConfig], y: np.ndarray) -> AccuracyPredictor:
         """Select, evaluate and fit the model on any per-subnet target ``y`` (accuracy, exit rate, drop)."""
-        if self.arch_config is not None and self.arch_config.space() != space:
+        if self.arch_config is not None and self.arch_config.space() != dataclasses.replace(space, n_cascade=0):
             raise ConfigError("the accuracy predictor's arch_config does not match the search space of the records.")
         if len(subnets) < 10:
             raise CalibrationError(f"a subnet regressor needs >= 10 measured subnets, but got {len(subnets)}; "
@@ -425,8 +511,8 @@ def load_or_collect_accuracy(supernet_path: Path | str, supernet: nn.Module, met
                              data: ImageData | None, *, n_samples: int = 400, n_ceiling: int = 100, bn: str = "recal",
                              seed: int = 0, progress: Progress | None = None, extend: bool = False,
                              recal_seeds: int = 2, max_drops: Sequence[float] = DEFAULT_MAX_DROPS,
-                             criterion: str = "confidence",
-                             temperature: bool = False) -> tuple[AccuracyPredictor, AccuracyData]:
+                             criterion: str = "confidence", temperature: bool = False,
+                             cascade: int = 0) -> tuple[AccuracyPredictor, AccuracyData]:
     """The fitted accuracy predictor of a supernet, from its cached accuracy data or measured now.
 
     The cache beside the supernet (:func:`accuracy_data_path`), else the one under
@@ -434,7 +520,8 @@ def load_or_collect_accuracy(supernet_path: Path | str, supernet: nn.Module, met
     subnets are measured on ``data`` and the cache is written beside the supernet (or to the
     user cache when that folder is read-only). With ``extend``, usable cached data with fewer than
     ``n_samples`` records, measured with the same seed and recalibration, is topped up to
-    ``n_samples`` (only the new subnets are measured). A corrupt cache raises
+    ``n_samples`` (only the new subnets are measured), and data with fewer than ``cascade``
+    width-cascade scouts gets their policies (one re-measurement per record). A corrupt cache raises
     :class:`PredictorCacheError`.
     """
     file = Path(supernet_path)
@@ -445,7 +532,8 @@ def load_or_collect_accuracy(supernet_path: Path | str, supernet: nn.Module, met
     sha = sha256(file)
     beside, fallback = accuracy_data_path(file), _fallback_path(sha)
     acc = _usable(beside, sha, bn) or _usable(fallback, sha, bn)
-    short = (extend and acc is not None and len(acc.records) < n_samples and acc.meta.get("seed") == seed
+    short = (extend and acc is not None and (len(acc.records) < n_samples or data_cascade(acc) < cascade)
+             and acc.meta.get("seed") == seed
              and acc.meta.get("n_recal_batches") == (N_RECAL_BATCHES if bn == "recal" else 0)
              and acc.meta.get("n_recal_seeds") == (recal_seeds if bn == "recal" else 1))
     if acc is None or short:
@@ -455,7 +543,7 @@ def load_or_collect_accuracy(supernet_path: Path | str, supernet: nn.Module, met
         acc = collect_accuracy_data(supernet, data, n_samples=n_samples, n_ceiling=n_ceiling, bn=bn, seed=seed,
                                     progress=progress, supernet_sha256=sha, existing=acc if short else None,
                                     recal_seeds=recal_seeds, max_drops=max_drops, criterion=criterion,
-                                    temperature=temperature)
+                                    temperature=temperature, cascade=max(cascade, data_cascade(acc) if short else 0))
         acc.meta["supernet_file"] = file.name
         acc.meta["dataset"]["supernet_dataset"] = (meta.get("dataset") or {}).get("spec")
         _write(acc, beside, fallback)

@@ -12,13 +12,16 @@ predicts, per candidate and without data:
 * the accuracy drop of the policy (static − dynamic, at most δ by construction), so the dynamic
   accuracy is the static prediction minus the predicted drop.
 
-A space without exits degenerates to the static predictor with p = [1].
+With a width cascade (data calibrated with scouts, see :func:`predictors.accuracy._policies`)
+the space gets the ``cascade`` gene and the rates get a first column: the fraction answered by
+the scout (0 for a subnet without one). A space without exits or scouts degenerates to the
+static predictor with p = [1].
 
 Example::
 
     dyn = DynamicAccuracyPredictor(static, data, max_drop=0.005)
     dyn.predict([subnet])              # dynamic accuracy
-    dyn.predict_exit_rates([subnet])   # (1, E + 1), rows sum to 1
+    dyn.predict_exit_rates([subnet])   # (1, E + 1), rows sum to 1 (E + 2 with a cascade: scout first)
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from predictors.accuracy import AccuracyData, AccuracyPredictor, drop_key, exit_masks
+from predictors.accuracy import AccuracyData, AccuracyPredictor, data_cascade, drop_key, exit_masks
 from predictors.errors import CalibrationError
 from predictors.metrics import kendall_tau
 from supernet.errors import ConfigError
@@ -57,38 +60,51 @@ def check_drop(data: AccuracyData, max_drop: float) -> str:
     return key
 
 
-def _with_mask(subnet: SubnetConfig, mask: tuple[int, ...]) -> SubnetConfig:
-    return dataclasses.replace(subnet, exits=tuple(mask))
+def _with_mask(subnet: SubnetConfig, mask: tuple[int, ...], cascade: int = 0) -> SubnetConfig:
+    return dataclasses.replace(subnet, exits=tuple(mask), cascade=cascade)
 
 
 class DynamicAccuracyPredictor:
     """Dynamic accuracy and exit rates of subnets with early exits (see the module docstring)."""
 
     def __init__(self, static: AccuracyPredictor, data: AccuracyData, *, max_drop: float = 0.005,
-                 seed: int = 0) -> None:
+                 seed: int = 0, cascade: bool = True) -> None:
+        """``cascade=False`` ignores the data's width-cascade policies (a space without the gene)."""
         self.static = static
         self.data = data
-        self.space: SearchSpace = data.space
+        self.n_cascade = data_cascade(data) if cascade else 0
+        self.space: SearchSpace = dataclasses.replace(data.space, n_cascade=self.n_cascade)
         self.n_exits = len(self.space.exit_positions)
         self.max_drop = float(max_drop)
         self.seed = seed
         self.rate_models: list[AccuracyPredictor | None] = []
+        self.scout_model: AccuracyPredictor | None = None
         self.drop_model: AccuracyPredictor | None = None
         self.quality: dict[str, Any] = {}
-        if self.n_exits:
+        if self.n_exits or self.n_cascade:
             self._fit(check_drop(data, max_drop))
 
+    @property
+    def n_stages(self) -> int:
+        """Columns of :meth:`predict_exit_rates`: the scout (with a cascade), each exit, the final classifier."""
+        return (1 if self.n_cascade else 0) + self.n_exits + 1
+
     def _rows(self, key: str) -> list[tuple[SubnetConfig, dict[str, Any]]]:
+        from predictors.accuracy import policy_key
+
         rows = []
         for r in self.data.records:
-            base = self.space.parse(r["arch"])
+            base = self.data.space.parse(r["arch"])
             pol = (r.get("policies") or {}).get("masks") or {}
-            for mask in exit_masks(self.n_exits):
-                entry = (pol.get("".join(map(str, mask))) or {}).get(key)
+            subs = [_with_mask(base, m) for m in exit_masks(self.n_exits)]
+            subs += [_with_mask(base, m, k) for k in range(1, self.n_cascade + 1)
+                     for m in exit_masks(self.n_exits, with_empty=True)]
+            for sub in subs:
+                entry = (pol.get(policy_key(sub)) or {}).get(key)
                 if entry is None:
-                    raise CalibrationError(f"accuracy record {r['arch']} lacks the exit policy of mask "
-                                           f"{''.join(map(str, mask))} at drop {key}; re-run `dynnas calibrate`.")
-                rows.append((_with_mask(base, mask), entry))
+                    raise CalibrationError(f"accuracy record {r['arch']} lacks the exit policy {policy_key(sub)} at "
+                                           f"drop {key}; re-run `dynnas calibrate`.")
+                rows.append((sub, entry))
         return rows
 
     def _regressor(self) -> AccuracyPredictor:
@@ -100,6 +116,11 @@ class DynamicAccuracyPredictor:
         drops = np.array([e["static_accuracy"] - e["accuracy"] for _, e in rows])
         self.drop_model = self._regressor().fit_xy(self.space, subs, drops)
         rate_q = {}
+        if self.n_cascade:
+            sel = [(s, en["scout_rate"]) for s, en in rows if s.cascade]
+            self.scout_model = self._regressor().fit_xy(self.space, [s for s, _ in sel], np.array([v for _, v in sel]))
+            rate_q["scout"] = {"heldout_mae": self.scout_model.quality["heldout_mae"],
+                               "model": self.scout_model.model_name, "mean_rate": float(np.mean([v for _, v in sel]))}
         for e in range(self.n_exits):
             sel = [(s, en["exit_rates"][e]) for s, en in rows if s.exits[e]]
             model = self._regressor().fit_xy(self.space, [s for s, _ in sel], np.array([v for _, v in sel]))
@@ -120,22 +141,26 @@ class DynamicAccuracyPredictor:
 
     # -- prediction
     def _static_subnets(self, subnets: Sequence[SubnetConfig]) -> list[SubnetConfig]:
-        return [_with_mask(s, (0,) * self.n_exits) for s in subnets]
+        return [_with_mask(s, (0,) * self.n_exits) for s in subnets]  # exits off, no scout
 
     def predict_static(self, subnets: Sequence[SubnetConfig]) -> np.ndarray:
         """Accuracy of each subnet with its exits off."""
         return self.static.predict(self._static_subnets(subnets))
 
     def predict_exit_rates(self, subnets: Sequence[SubnetConfig]) -> np.ndarray:
-        """``(n, E + 1)``: the predicted fraction of samples leaving at each exit, then at the final classifier."""
+        """``(n, E + 1)``: the predicted fraction of samples leaving at each exit, then at the final classifier
+        (``(n, E + 2)`` with a cascade: the scout's share first)."""
         n = len(subnets)
-        rates = np.zeros((n, self.n_exits + 1))
+        rates = np.zeros((n, self.n_stages))
         if n == 0:
             return rates
-        for e, model in enumerate(self.rate_models):
-            on = np.array([bool(s.exits[e]) for s in subnets])
+        first = 1 if self.n_cascade else 0
+        stages = ([(0, self.scout_model, lambda s: s.cascade > 0)] if self.n_cascade else []) + [
+            (first + e, model, lambda s, e=e: bool(s.exits[e])) for e, model in enumerate(self.rate_models)]
+        for col, model, enabled in stages:
+            on = np.array([enabled(s) for s in subnets])
             if on.any() and model is not None:
-                rates[on, e] = np.clip(model.predict([s for s, o in zip(subnets, on, strict=True) if o]), 0.0, 1.0)
+                rates[on, col] = np.clip(model.predict([s for s, o in zip(subnets, on, strict=True) if o]), 0.0, 1.0)
         early = rates[:, :-1].sum(axis=1)
         scale = np.where(early > 1.0, 1.0 / np.maximum(early, 1e-12), 1.0)
         rates[:, :-1] *= scale[:, None]
@@ -144,9 +169,9 @@ class DynamicAccuracyPredictor:
 
     def _dynamic(self, subnets: Sequence[SubnetConfig]) -> np.ndarray:
         static = self.predict_static(subnets)
-        if not self.n_exits or self.drop_model is None:
+        if self.drop_model is None:
             return static
-        any_on = np.array([any(s.exits) for s in subnets], dtype=bool)
+        any_on = np.array([any(s.exits) or s.cascade > 0 for s in subnets], dtype=bool)
         drop = np.zeros(len(subnets))
         if any_on.any():
             drop[any_on] = np.clip(self.drop_model.predict([s for s, o in zip(subnets, any_on, strict=True) if o]),

@@ -251,14 +251,19 @@ class HostLUTPredictor:
         """Predicted batch-1, 1-thread onnxruntime latency of each subnet, in ms (at the calibration's speed)."""
         return self.reference_ms * self.table(subnets)
 
-    def predict_exit_ms(self, subnets: Sequence[SubnetConfig]) -> np.ndarray:
+    decide_ms = 0.0  # a scout's exit test (softmax over the classes, a compare): not timed, ≪ 1 % of a subnet
+
+    def predict_exit_ms(self, subnets: Sequence[SubnetConfig], *, in_branch: bool = False) -> np.ndarray:
         """``(n, E + 1)`` ms of leaving at each exit, then at the final classifier (see ``UnitTable.exit_costs``).
 
         The heads' cost is their isolated-unit timing scaled by the fitted slope: the calibration
         subnets are timed without heads. Work after the first enabled exit is scaled by
-        ``branch_penalty`` (see :func:`predictors.onnx_io.measure_optimisation_penalty`).
+        ``branch_penalty`` (see :func:`predictors.onnx_io.measure_optimisation_penalty`); with
+        ``in_branch`` (the subnet runs inside a cascade's ``If`` branch) all of its work is.
         """
         costs = self.table.exit_costs(subnets)
+        if in_branch:
+            return self.reference_ms * self.branch_penalty * costs
         # Everything after the first enabled exit runs inside an ONNX ``If`` branch, which onnxruntime does
         # not layout-optimise: scale that work by the measured branch penalty.
         for i, s in enumerate(subnets):

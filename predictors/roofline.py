@@ -35,6 +35,10 @@ FUSED_OPS = frozenset({"add"})
 PRIOR_WEIGHT_OVERHEAD = 0.3
 PRIOR_WEIGHT_ETA = 0.05
 PRIOR_ETA_C, PRIOR_ETA_M = 0.5, 0.7
+# Losses fit_roofline accepts: plain least squares (the default) or scipy's robust soft-L1, whose
+# quadratic-to-linear knee sits at ROBUST_F_SCALE log units (about a 10 % latency error).
+FIT_LOSSES = ("linear", "soft_l1")
+ROBUST_F_SCALE = 0.1
 
 
 @dataclass(frozen=True)
@@ -64,12 +68,16 @@ def _peak(profile: DeviceProfile, precision: str, power_mode: str | None) -> flo
     return profile.peak_ops_per_s(precision) * profile.compute_scale(power_mode)
 
 
-def fit_roofline(profile: DeviceProfile) -> tuple[RooflineParams, list[dict[str, Any]]]:
+def fit_roofline(profile: DeviceProfile, *, loss: str = "linear") -> tuple[RooflineParams, list[dict[str, Any]]]:
     """Fit ``eta_c``, ``eta_m`` and ``overhead`` to the profile's calibration points.
 
     Returns the parameters and one row per point: measured and predicted latency and the
     residual in percent. Deterministic: a fixed grid of starting points, best cost kept.
+    ``loss="soft_l1"`` makes the fit robust to an outlying point (residuals beyond
+    ``ROBUST_F_SCALE`` in log units count linearly, not squared); the default is plain least squares.
     """
+    if loss not in FIT_LOSSES:
+        raise CalibrationError(f"loss must be one of {', '.join(FIT_LOSSES)}, but got {loss!r}.")
     points = profile.calibration
     if not points:
         raise CalibrationError(
@@ -99,7 +107,8 @@ def fit_roofline(profile: DeviceProfile) -> tuple[RooflineParams, list[dict[str,
     best = None
     for ec, em in itertools.product((0.05, 0.2, 0.6), (0.1, 0.4, 0.9)):
         x0 = np.log([ec, em, overhead0])
-        res = least_squares(residuals, x0, bounds=(lower, upper), method="trf", x_scale=1.0)
+        robust = {} if loss == "linear" else {"loss": loss, "f_scale": ROBUST_F_SCALE}
+        res = least_squares(residuals, x0, bounds=(lower, upper), method="trf", x_scale=1.0, **robust)
         if best is None or res.cost < best.cost:
             best = res
     eta_c, eta_m, overhead = (float(v) for v in np.exp(best.x))
@@ -124,6 +133,7 @@ class RooflinePredictor:
         self.peak_ops = _peak(profile, self.precision, self.power_mode)
         self.bandwidth = profile.memory_bandwidth.value * 1e9
         self.bytes_per_element = BYTES_PER_ELEMENT[self.precision]
+        self.arch_num_classes = int(arch_config.num_classes)
         self.table = UnitTable.build(
             arch_config, lambda ks: 1e3 * network_seconds(ks, self.peak_ops, self.bandwidth, params),
             bytes_per_element=self.bytes_per_element)
@@ -132,13 +142,24 @@ class RooflinePredictor:
         """Predicted batch-1 latency of each subnet (exits off), in ms."""
         return self.table(subnets)
 
-    def predict_exit_ms(self, subnets: Sequence[SubnetConfig]) -> np.ndarray:
+    def predict_exit_ms(self, subnets: Sequence[SubnetConfig], *, in_branch: bool = False) -> np.ndarray:
         """``(n, E + 1)`` ms of leaving at each exit, then at the final classifier (heads on the way included).
 
         A head's exit test (``decide``) is one more launched kernel; the host round trip a
-        data-dependent branch costs on a GPU is not modelled beyond that kernel's overhead.
+        data-dependent branch costs on a GPU is not modelled beyond that kernel's overhead
+        (``in_branch``, a subnet run inside a cascade's branch, changes nothing here).
         """
         return self.table.exit_costs(subnets)
+
+    @property
+    def decide_ms(self) -> float:
+        """ms of one exit test on the final logits (a cascade scout's decision): one more launched kernel."""
+        from predictors.kernels import to_kernel
+
+        n = self.arch_num_classes
+        k = to_kernel({"name": "scout.decide", "op": "decide", "cin": n, "cout": n, "kernel": 1, "stride": 1,
+                       "groups": 1, "h_in": 1, "h_out": 1, "macs": 0}, bytes_per_element=self.bytes_per_element)
+        return 1e3 * network_seconds([k], self.peak_ops, self.bandwidth, self.params)
 
     def kernels_ms(self, kernels: Sequence[Kernel]) -> float:
         """Latency of any kernel list on this device (e.g. a reference model), in ms."""

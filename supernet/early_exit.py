@@ -128,3 +128,70 @@ class AllExits(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return tuple(self.model.forward_all(x))
+
+
+class CascadeCNN(nn.Module):
+    """A width cascade: ``scout`` (a narrow static subnet) first; when its final logits pass the
+    threshold they are the answer, otherwise ``main`` (an :class:`EarlyExitCNN`) runs on the input.
+
+    ``forward(x)`` → ``(logits, exit_index)``: index 0 is the scout, ``1 + i`` the main subnet's
+    exit ``i`` (``n_exits`` = the main subnet's final classifier). One ``torch.cond``, so the
+    ONNX export is an ``If`` whose else-branch holds the main subnet (with its own nested ``If``).
+    Batch semantics as :class:`EarlyExitCNN`.
+    """
+
+    def __init__(self, scout: StaticCNN, main: EarlyExitCNN, threshold: float, *, temperature: float = 1.0) -> None:
+        super().__init__()
+        if not (temperature > 0 and math.isfinite(temperature)):
+            raise ConfigError(f"the scout's temperature must be positive and finite, but got {temperature}.")
+        self.scout, self.main = scout.eval(), main.eval()
+        self.criterion = main.criterion
+        self.threshold, self.temperature = float(threshold), float(temperature)
+        self.eval()
+
+    @property
+    def n_exits(self) -> int:
+        return 1 + self.main.n_exits
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.scout(x)
+        if not math.isfinite(self.threshold):
+            _, taken = out = self.main(x)
+            return out[0], taken + 1
+        passed = exit_score(logits, self.criterion, self.temperature).min() >= self.threshold
+
+        def leave(x: torch.Tensor, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return logits.clone(), torch.zeros((1,), dtype=torch.int64)
+
+        def escalate(x: torch.Tensor, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            out, taken = self.main(x)
+            return out, taken + 1
+
+        return torch.cond(passed, leave, escalate, (x, logits))
+
+    @torch.no_grad()
+    def forward_all(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The scout's logits, then every head's of the main subnet, then its final ones."""
+        return [self.scout(x), *self.main.forward_all(x)]
+
+    @torch.no_grad()
+    def per_sample(self, all_logits: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Route each sample: the scout when it passes, else the main subnet's policy."""
+        logits, taken = self.main.per_sample(all_logits[1:])
+        taken = taken + 1
+        go = exit_score(all_logits[0], self.criterion, self.temperature) >= self.threshold
+        logits[go] = all_logits[0][go]
+        taken[go] = 0
+        return logits, taken
+
+
+class CascadeAllExits(nn.Module):
+    """``forward(x)`` → the scout's logits, then every head's of the main subnet, then its final logits."""
+
+    def __init__(self, cascade: CascadeCNN) -> None:
+        super().__init__()
+        self.cascade = cascade
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple([self.cascade.scout(x), *self.cascade.main.model.forward_all(x)])

@@ -3,8 +3,12 @@
 A :class:`SearchSpace` knows which choices each decision has; a :class:`SubnetConfig` is one
 point of it, stored as choice *indices*. The canonical string of a subnet is
 ``w3-3-2-0`` (one width index per block), followed by ``_x0101`` when the space has early-exit
-positions and ``_t0-1-2`` when it has token-schedule positions. ``subnet_id`` is a stable hash
-of the space fingerprint and that string.
+positions, ``_t0-1-2`` when it has token-schedule positions and ``_c1`` when it has a width
+cascade. ``subnet_id`` is a stable hash of the space fingerprint and that string.
+
+A *width cascade* (``n_cascade`` > 0) runs a cheap *scout* first: ``cascade = k`` (1 … n_cascade)
+is the uniform-width subnet at width choice ``k - 1`` with its exits off; when the scout is
+confident its answer is returned, otherwise the subnet itself runs. ``cascade = 0`` is no scout.
 
 Example::
 
@@ -29,14 +33,17 @@ from supernet.errors import ArchStringError, ConfigError
 
 @dataclass(frozen=True, slots=True)
 class SubnetConfig:
-    """One subnet: a width index per block, an exit mask and a token schedule (indices)."""
+    """One subnet: a width index per block, an exit mask, a token schedule (indices) and a cascade scout
+    (0: none; k: the uniform subnet at width choice k - 1 runs first)."""
 
     widths: tuple[int, ...]
     exits: tuple[int, ...] = ()
     tokens: tuple[int, ...] = ()
+    cascade: int = 0
 
-    def to_dict(self) -> dict[str, list[int]]:
-        return {"widths": list(self.widths), "exits": list(self.exits), "tokens": list(self.tokens)}
+    def to_dict(self) -> dict[str, Any]:
+        return {"widths": list(self.widths), "exits": list(self.exits), "tokens": list(self.tokens),
+                "cascade": self.cascade}
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +53,8 @@ class SearchSpace:
     ``width_choices`` are fractions of each block's maximum hidden width, ascending.
     ``exit_positions`` are block indices after which an early exit may be attached (reserved:
     empty for today's CNN). ``token_choices`` are keep ratios per token-schedule position
-    (reserved for the ViT family).
+    (reserved for the ViT family). ``n_cascade`` is how many width-cascade scouts a subnet may
+    choose from (the uniform subnets at the ``n_cascade`` narrowest widths; 0: no cascade gene).
     """
 
     n_blocks: int
@@ -55,6 +63,7 @@ class SearchSpace:
     token_choices: tuple[float, ...] = ()
     n_token_positions: int = 0
     family: str = "cnn"
+    n_cascade: int = 0
     _names: tuple[str, ...] = field(default=(), init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -75,6 +84,9 @@ class SearchSpace:
                 "`token_choices` and `n_token_positions` go together: got "
                 f"{self.token_choices=} and {self.n_token_positions=}."
             )
+        if not (0 <= self.n_cascade < len(w)):
+            raise ConfigError(f"`n_cascade` must be in [0, {len(w) - 1}] (scouts narrower than the widest "
+                              f"subnet), but got {self.n_cascade}.")
 
     # ---- sizes -------------------------------------------------------------------------
     @property
@@ -84,6 +96,7 @@ class SearchSpace:
             (len(self.width_choices),) * self.n_blocks
             + (2,) * len(self.exit_positions)
             + (len(self.token_choices),) * self.n_token_positions
+            + ((self.n_cascade + 1,) if self.n_cascade else ())
         )
 
     @property
@@ -92,9 +105,10 @@ class SearchSpace:
         return int(np.prod([int(c) for c in self.cardinalities], dtype=object))
 
     # ---- construction ------------------------------------------------------------------
-    def make(self, widths: tuple[int, ...] | list[int], exits=(), tokens=()) -> SubnetConfig:
+    def make(self, widths: tuple[int, ...] | list[int], exits=(), tokens=(), cascade: int = 0) -> SubnetConfig:
         """Validate and build a config from choice indices."""
-        cfg = SubnetConfig(tuple(int(i) for i in widths), tuple(int(i) for i in exits), tuple(int(i) for i in tokens))
+        cfg = SubnetConfig(tuple(int(i) for i in widths), tuple(int(i) for i in exits), tuple(int(i) for i in tokens),
+                           int(cascade))
         self.validate(cfg)
         return cfg
 
@@ -111,6 +125,8 @@ class SearchSpace:
             for i, v in enumerate(values):
                 if not (0 <= v < n):
                     raise ConfigError(f"`{name}[{i}]` must be a choice index in [0, {n - 1}], but got {v}.")
+        if not (0 <= cfg.cascade <= self.n_cascade):
+            raise ConfigError(f"`cascade` must be in [0, {self.n_cascade}] for this space, but got {cfg.cascade}.")
 
     def uniform(self, width_index: int) -> SubnetConfig:
         """Every block at the same width choice (no exits, full tokens)."""
@@ -119,6 +135,14 @@ class SearchSpace:
             (0,) * len(self.exit_positions),
             (len(self.token_choices) - 1,) * self.n_token_positions,
         )
+
+    def scout(self, cfg: SubnetConfig) -> SubnetConfig | None:
+        """The cascade scout of ``cfg`` (a uniform subnet, exits off, no scout), or None without one."""
+        return self.uniform(cfg.cascade - 1) if cfg.cascade else None
+
+    def without_cascade(self, cfg: SubnetConfig) -> SubnetConfig:
+        """``cfg`` with its scout removed (the network that runs after a scout that is not confident)."""
+        return SubnetConfig(cfg.widths, cfg.exits, cfg.tokens, 0)
 
     def smallest(self) -> SubnetConfig:
         return self.uniform(0)
@@ -132,7 +156,8 @@ class SearchSpace:
         widths = rng.choice(allowed, size=self.n_blocks)
         exits = rng.integers(0, 2, size=len(self.exit_positions))
         tokens = rng.integers(0, max(1, len(self.token_choices)), size=self.n_token_positions)
-        return self.make(widths.tolist(), exits.tolist(), tokens.tolist())
+        cascade = int(rng.integers(0, self.n_cascade + 1)) if self.n_cascade else 0  # no draw without the gene
+        return self.make(widths.tolist(), exits.tolist(), tokens.tolist(), cascade)
 
     def sample_unique(self, rng: np.random.Generator, n: int,
                       first: tuple[SubnetConfig, ...] | list[SubnetConfig] = (), *,
@@ -155,9 +180,10 @@ class SearchSpace:
 
     # ---- encodings ---------------------------------------------------------------------
     def encode(self, cfg: SubnetConfig) -> np.ndarray:
-        """Config → integer vector (widths, then exit bits, then token indices)."""
+        """Config → integer vector (widths, then exit bits, then token indices, then the scout)."""
         self.validate(cfg)
-        return np.asarray(cfg.widths + cfg.exits + cfg.tokens, dtype=np.int64)
+        tail = (cfg.cascade,) if self.n_cascade else ()
+        return np.asarray(cfg.widths + cfg.exits + cfg.tokens + tail, dtype=np.int64)
 
     def decode(self, vector: np.ndarray | list[int]) -> SubnetConfig:
         """Integer vector → config (rounds and validates)."""
@@ -165,19 +191,22 @@ class SearchSpace:
         if len(v) != len(self.cardinalities):
             raise ConfigError(f"encoding must have {len(self.cardinalities)} integers, but got {len(v)}.")
         a, b = self.n_blocks, self.n_blocks + len(self.exit_positions)
-        return self.make(v[:a], v[a:b], v[b:])
+        c = b + self.n_token_positions
+        return self.make(v[:a], v[a:b], v[b:c], v[c] if self.n_cascade else 0)
 
     def format(self, cfg: SubnetConfig) -> str:
-        """Canonical arch string, e.g. ``w3-2-1-0`` or ``w3-2_x01_t2-1``."""
+        """Canonical arch string, e.g. ``w3-2-1-0``, ``w3-2_x01_t2-1`` or ``w3-2_x01_c1``."""
         self.validate(cfg)
         s = "w" + "-".join(map(str, cfg.widths))
         if self.exit_positions:
             s += "_x" + "".join(map(str, cfg.exits))
         if self.n_token_positions:
             s += "_t" + "-".join(map(str, cfg.tokens))
+        if self.n_cascade:
+            s += f"_c{cfg.cascade}"
         return s
 
-    _ARCH = re.compile(r"^w(?P<w>\d+(?:-\d+)*)(?:_x(?P<x>[01]+))?(?:_t(?P<t>\d+(?:-\d+)*))?$")
+    _ARCH = re.compile(r"^w(?P<w>\d+(?:-\d+)*)(?:_x(?P<x>[01]+))?(?:_t(?P<t>\d+(?:-\d+)*))?(?:_c(?P<c>\d+))?$")
 
     def parse(self, text: str) -> SubnetConfig:
         """Inverse of :meth:`format`; raises :class:`ArchStringError` with the expected form."""
@@ -188,8 +217,10 @@ class SearchSpace:
         widths = [int(x) for x in m["w"].split("-")]
         exits = [int(x) for x in m["x"]] if m["x"] else []
         tokens = [int(x) for x in m["t"].split("-")] if m["t"] else []
+        if self.n_cascade and m["c"] is None:
+            raise ArchStringError(f"arch string '{text}' lacks its cascade part '_c<k>' (0 = no scout); e.g. '{example}'.")
         try:
-            return self.make(widths, exits, tokens)
+            return self.make(widths, exits, tokens, int(m["c"]) if m["c"] is not None else 0)
         except ConfigError as e:
             raise ArchStringError(f"arch string '{text}' does not fit this space ({e}); e.g. '{example}'.") from e
 
@@ -205,11 +236,12 @@ class SearchSpace:
             "exit_positions": list(self.exit_positions),
             "token_choices": list(self.token_choices),
             "n_token_positions": self.n_token_positions,
-        }
+        } | ({"n_cascade": self.n_cascade} if self.n_cascade else {})  # absent when 0: old fingerprints hold
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SearchSpace:
-        known = {"family", "n_blocks", "width_choices", "exit_positions", "token_choices", "n_token_positions"}
+        known = {"family", "n_blocks", "width_choices", "exit_positions", "token_choices", "n_token_positions",
+                 "n_cascade"}
         extra = set(d) - known
         if extra:
             raise ConfigError(f"unknown search-space fields {sorted(extra)}; known: {sorted(known)}.")
@@ -220,6 +252,7 @@ class SearchSpace:
             token_choices=tuple(d.get("token_choices", ())),
             n_token_positions=int(d.get("n_token_positions", 0)),
             family=str(d.get("family", "cnn")),
+            n_cascade=int(d.get("n_cascade", 0)),
         )
 
     def to_json(self) -> str:

@@ -15,6 +15,7 @@ SPACES = [
     SearchSpace(n_blocks=9, width_choices=(0.25, 0.5, 0.75, 1.0)),
     SearchSpace(n_blocks=3, width_choices=(0.5, 1.0), exit_positions=(0, 1), token_choices=(0.5, 0.75, 1.0),
                 n_token_positions=2, family="vit"),
+    SearchSpace(n_blocks=4, exit_positions=(1,), n_cascade=2),
 ]
 
 
@@ -93,4 +94,23 @@ def test_invalid_spaces_rejected(kwargs):
 
 def test_config_dict_is_json_serialisable():
     cfg = SPACES[2].largest()
-    assert json.loads(json.dumps(cfg.to_dict())) == {"widths": [1, 1, 1], "exits": [0, 0], "tokens": [2, 2]}
+    assert json.loads(json.dumps(cfg.to_dict())) == {"widths": [1, 1, 1], "exits": [0, 0], "tokens": [2, 2],
+                                                     "cascade": 0}
+
+
+def test_cascade_gene():
+    space = SPACES[3]
+    assert space.cardinalities == (4, 4, 4, 4, 2, 3) and space.size == 4 ** 4 * 2 * 3
+    cfg = space.parse("w3-3-2-1_x1_c2")
+    assert cfg.cascade == 2 and space.format(cfg) == "w3-3-2-1_x1_c2"
+    assert space.scout(cfg) == space.uniform(1) and space.scout(space.without_cascade(cfg)) is None
+    assert list(space.encode(cfg)) == [3, 3, 2, 1, 1, 2]
+    with pytest.raises(ArchStringError, match="_c<k>"):
+        space.parse("w3-3-2-1_x1")
+    with pytest.raises(ArchStringError, match="cascade"):
+        space.parse("w3-3-2-1_x1_c3")
+    with pytest.raises(ConfigError, match="n_cascade"):
+        SearchSpace(n_blocks=2, width_choices=(0.5, 1.0), n_cascade=2)
+    # a space without the gene keeps its fingerprint (old subnet ids stay valid)
+    plain = SearchSpace(n_blocks=4, exit_positions=(1,))
+    assert "n_cascade" not in plain.to_dict() and plain.fingerprint != space.fingerprint

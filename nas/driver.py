@@ -74,8 +74,9 @@ def format_rates(rates: np.ndarray) -> str:
 
 
 def exit_free_rows(evaluations: pd.DataFrame) -> pd.DataFrame:
-    """The evaluations whose subnet has every exit off (the exit-free subset of the space)."""
-    return evaluations[~evaluations["arch"].astype(str).str.contains(r"_x\d*1")]
+    """The evaluations whose subnet has every exit off and no cascade scout (the static subset of the space)."""
+    arch = evaluations["arch"].astype(str)
+    return evaluations[~arch.str.contains(r"_x\d*1") & ~arch.str.contains(r"_c[1-9]")]
 
 
 class _Cache:

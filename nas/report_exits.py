@@ -25,7 +25,8 @@ def exit_free_front(evaluations: pd.DataFrame) -> pd.DataFrame:
 
 
 def exits_table(view: Any) -> pd.DataFrame:
-    """One row per exported subnet with exits: thresholds, exit rates predicted and measured, latencies."""
+    """One row per exported subnet with exits or a scout: thresholds, exit rates predicted and measured (the
+    scout's share first when it has one), latencies."""
     rows = []
     for e in view.exported:
         r = e["verify"]
@@ -33,8 +34,11 @@ def exits_table(view: Any) -> pd.DataFrame:
             continue
         pol = r.get("exit_policy") or {}
         rel = r.get("host_latency_relative") or {}
+        scout = (e["arch"].get("cascade") or {}).get("scout")
+        st = pol.get("scout_threshold")
         rows.append({
             "arch": e["arch"]["arch"],
+            "scout (threshold)": "—" if scout is None else f"{scout} ({'off' if st is None else f'{st:.3f}'})",
             "thresholds": ", ".join("off" if t is None else f"{t:.3f}" for t in pol.get("thresholds", [])),
             "criterion": pol.get("criterion", ""),
             "pred. exit rates": ", ".join(f"{p:.2f}" for p in r.get("predicted_exit_rates", [])),

@@ -100,7 +100,7 @@ class AccuracyData:
         return cls(meta, records)
 
     def save(self, path: Path) -> None:
-        write_json(Path(path), self.to_dict())
+        write_json(Path(path), self.to_dict(), compact=True)  # compact: several exit policies per record
 
     @classmethod
     def load(cls, path: Path) -> AccuracyData:

@@ -75,8 +75,12 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         raise
 
 
-def write_json(path: Path, obj: Any) -> None:
-    atomic_write(path, lambda p: p.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n"))
+def write_json(path: Path, obj: Any, *, compact: bool = False) -> None:
+    """Write ``obj`` as JSON atomically (temp file, then rename); ``compact`` drops the indentation
+    (large data files such as accuracy data)."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":")) if compact else json.dumps(obj, indent=2,
+                                                                                            sort_keys=True)
+    atomic_write(path, lambda p: p.write_text(text + "\n"))
 
 
 def read_json(path: Path, what: str = "file") -> Any:

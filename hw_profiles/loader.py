@@ -47,6 +47,50 @@ def load_profile(name_or_path: str | Path) -> DeviceProfile:
     return _load_shipped(name_or_path).model_copy(deep=True)
 
 
+def parse_device(spec: str | Path) -> tuple[DeviceProfile, str]:
+    """Resolve a ``--device`` value ``NAME[:MODE]`` to its profile and power-mode name.
+
+    ``NAME`` is a shipped profile or a path to a profile YAML file (as for :func:`load_profile`);
+    ``MODE`` names one of its ``power_modes`` and defaults to ``default_power_mode``. Only the
+    last ``:`` splits, so a Windows path like ``C:\\x.yaml`` still reads as a file.
+
+    Example:
+        >>> profile, mode = parse_device("jetson-orin:15W")
+        >>> profile.name, mode
+        ('jetson-orin', '15W')
+        >>> parse_device("jetson-orin")[1]
+        'MAXN'
+    """
+    if isinstance(spec, Path):
+        profile = load_profile(spec)
+        return profile, profile.default_power_mode
+    name, sep, mode = spec.rpartition(":")
+    if not sep or not name or "/" in mode or "\\" in mode or mode.endswith(_SUFFIXES):
+        name, mode = spec, ""  # no mode, or the ':' belongs to a path
+    elif not mode.strip():
+        raise UnknownDeviceError(
+            f"device '{spec}' has an empty power mode after ':'; write NAME:MODE, e.g. 'jetson-orin:15W', "
+            "or drop the ':' for the default mode"
+        )
+    profile = load_profile(name)
+    if not mode:
+        return profile, profile.default_power_mode
+    known = [m.name for m in profile.power_modes]
+    if mode not in known:
+        raise UnknownDeviceError(_unknown_mode_message(profile.name, mode, known))
+    return profile, mode
+
+
+def _unknown_mode_message(device: str, mode: str, known: list[str]) -> str:
+    match = difflib.get_close_matches(mode, known, n=1, cutoff=0.4)
+    if not match:  # case-insensitive second try: '15w' -> '15W', 'maxn' -> 'MAXN'
+        lower = {k.lower(): k for k in known}
+        hit = difflib.get_close_matches(mode.lower(), list(lower), n=1, cutoff=0.4)
+        match = [lower[hit[0]]] if hit else []
+    hint = f"; did you mean '{device}:{match[0]}'?" if match else "."
+    return f"device '{device}' has no power mode '{mode}'{hint} Known modes: {', '.join(known)}."
+
+
 def _looks_like_path(s: str) -> bool:
     return s.endswith(_SUFFIXES) or "/" in s or "\\" in s
 

@@ -62,7 +62,7 @@ def _profile_sha(profile: Any) -> str:
 @app.command(epilog=SEARCH_EPILOG)
 @guarded
 def search(
-    device: Annotated[str, typer.Option(help="Target device: a profile name (see `dynnas devices`) or a profile YAML file.")],
+    device: Annotated[str, typer.Option(help="Target device: a profile name (see `dynnas devices`) or a profile YAML file, optionally with a power mode: jetson-orin:15W.")],
     supernet: Annotated[Path | None, typer.Option(help="Supernet file or run folder (default: the shipped one).")] = None,
     algorithm: Annotated[str, typer.Option(help="nsga2, optuna, random, a comma list, or all.")] = "all",
     budget: Annotated[int, typer.Option(help="Predictor evaluations per algorithm (duplicates count).")] = 300,
@@ -122,9 +122,10 @@ def search(
                           f"{max_accuracy_drop:g}; e.g. --max-accuracy-drop 0.5.")
     algorithms = resolve_algorithms(algorithm)
 
-    from hw_profiles import load_profile
+    from hw_profiles import parse_device
 
-    profile = load_profile(device)
+    profile, mode = parse_device(device)
+    power_mode = None if mode == profile.default_power_mode else mode
     out = Path(out) if out is not None else default_out(profile.name)
     check_out(out, overwrite=overwrite, resume=resume)  # before any slow work
 
@@ -142,7 +143,7 @@ def search(
     use_exits = has_heads and exits != "off"
     drop = (0.5 if max_accuracy_drop is None else max_accuracy_drop) / 100 if use_exits else None
     settings = SearchSettings(
-        device=profile.name, profile_sha=_profile_sha(profile), supernet=str(file.resolve()),
+        device=profile.name, power_mode=power_mode, profile_sha=_profile_sha(profile), supernet=str(file.resolve()),
         supernet_sha256=sha256(file), algorithms=tuple(algorithms), budget=budget, latency_budget_ms=latency_budget,
         top_k=top, bn=bn, seed=seed, device_type=device_type, accuracy_samples=accuracy_samples, out=str(out),
         dataset=dataset, exits=exits, max_accuracy_drop=drop, max_worst_latency_ms=max_worst_latency,
@@ -153,13 +154,14 @@ def search(
 
     from nas.progress import console
 
-    console.print(f"search {', '.join(algorithms)} on {profile.name} ({budget} evaluations each) over "
+    console.print(f"search {', '.join(algorithms)} on {profile.name}{':' + power_mode if power_mode else ''} ({budget} evaluations each) over "
                   f"{model.space.size} subnets of {file.name} → {out}")
     with _Bars() as bars:
         setup = setup_problem(file, model, meta, profile, bn=bn, seed=seed, latency_budget_ms=latency_budget,
                               accuracy_samples=accuracy_samples, dataset=dataset, progress=bars.phase,
                               max_accuracy_drop=drop if drop is not None else 0.005,
-                              max_worst_latency_ms=max_worst_latency, exits=use_exits, cascade=cascade == "auto")
+                              max_worst_latency_ms=max_worst_latency, exits=use_exits, cascade=cascade == "auto",
+                              power_mode=power_mode)
         problem = setup.problem
         problem.check_feasible()
         with staging(out, settings, overwrite=overwrite, resume=resume) as stage:

@@ -294,7 +294,7 @@ def setup_problem(supernet_file: Path, model: Any, meta: dict[str, Any], profile
                   latency_budget_ms: float | None = None, accuracy_samples: int = 400, dataset: str | None = None,
                   progress: Callable[[str], Callable[[str, int, int], None]] | None = None,
                   max_accuracy_drop: float = 0.005, max_worst_latency_ms: float | None = None,
-                  exits: bool = True, cascade: bool = True) -> ProblemSetup:
+                  exits: bool = True, cascade: bool = True, power_mode: str | None = None) -> ProblemSetup:
     """Build the latency predictor, check the budgets, then fit the accuracy predictors.
 
     The accuracy data comes from the cache beside the supernet; only without a usable cache is
@@ -312,7 +312,7 @@ def setup_problem(supernet_file: Path, model: Any, meta: dict[str, Any], profile
     from supernet.pretrained import load_default_data
 
     phase = progress or (lambda _name: None)
-    lat = latency_predictor(profile, model.config, seed=seed, progress=phase("latency"))
+    lat = latency_predictor(profile, model.config, seed=seed, progress=phase("latency"), power_mode=power_mode)
     check_latency_budget(model.space, lat, latency_budget_ms)  # before the slower accuracy predictor
     check_worst_latency(model.space, lat, max_worst_latency_ms)
     acc = data_note = None

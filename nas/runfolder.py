@@ -61,7 +61,7 @@ PARETO_COLUMNS = ("subnet_id", "algorithm", "arch", "accuracy", "latency_ms", "m
                   "worst_latency_ms", "exit_rates", "combined", "spread_rank")
 # Settings that must match for --resume to reuse earlier work.
 RESUME_KEYS = ("device", "profile_sha", "supernet_sha256", "budget", "latency_budget_ms", "bn", "seed",
-               "accuracy_samples", "exits", "max_accuracy_drop", "max_worst_latency_ms", "cascade")
+               "accuracy_samples", "exits", "max_accuracy_drop", "max_worst_latency_ms", "cascade", "power_mode")
 
 
 class NoRunError(CheckpointError):
@@ -88,6 +88,7 @@ class SearchSettings:
     dataset: str | None = None
     exits: str = "auto"
     cascade: str = "auto"
+    power_mode: str | None = None  # None: the profile's default mode
     max_accuracy_drop: float | None = None  # fraction; None when the space has no exits
     max_worst_latency_ms: float | None = None
 
@@ -98,7 +99,8 @@ class SearchSettings:
 
     def command(self) -> str:
         """A ``dynnas search`` command line that reproduces these settings."""
-        parts = ["dynnas search", f"--device {self.device}", f"--supernet {self.supernet}",
+        device = f"{self.device}:{self.power_mode}" if self.power_mode else self.device
+        parts = ["dynnas search", f"--device {device}", f"--supernet {self.supernet}",
                  f"--algorithm {','.join(self.algorithms)}", f"--budget {self.budget}"]
         if self.latency_budget_ms is not None:
             parts.append(f"--latency-budget {self.latency_budget_ms:g}")

@@ -47,13 +47,14 @@ class LatencyPredictor(Protocol):
 
 def latency_predictor(device: str | Path | DeviceProfile, arch_config: Any, *, cache_dir: Path | None = None,
                       seed: int = 0, progress: Callable[[str, int, int], None] | None = None,
-                      n_calibration: int = 60, rounds: int = 5) -> LatencyPredictor:
+                      n_calibration: int = 60, rounds: int = 5, power_mode: str | None = None) -> LatencyPredictor:
     """The latency predictor for ``device`` (profile name, YAML path or profile) and ``arch_config``.
 
     A measured device is timed here once (≲ 60 s for ``cifar-default``, a few seconds for
     ``tiny``) and cached under ``cache_dir`` (default ``$DYNNAS_CACHE/latency`` or
     ``~/.cache/dynnas/latency``); later calls load the cache. ``n_calibration`` and ``rounds``
-    size that measurement.
+    size that measurement. ``power_mode`` picks a published device's mode (``--device jetson-orin:15W``);
+    a measured device runs as it was measured.
     """
     profile = device if isinstance(device, DeviceProfile) else load_profile(device)
     config = check_cnn(arch_config)
@@ -61,4 +62,4 @@ def latency_predictor(device: str | Path | DeviceProfile, arch_config: Any, *, c
         folder = Path(cache_dir) if cache_dir is not None else cache_root() / "latency"
         return host_predictor(profile.name, config, folder, seed=seed, n_calibration=n_calibration, rounds=rounds,
                               progress=progress)
-    return roofline_predictor(profile, config)
+    return roofline_predictor(profile, config, power_mode=power_mode)

@@ -182,7 +182,9 @@ class RooflinePredictor:
         }
 
 
-def roofline_predictor(profile: DeviceProfile, arch_config: CNNConfig) -> RooflinePredictor:
-    """Fit the profile's roofline and bind it to ``arch_config``."""
+def roofline_predictor(profile: DeviceProfile, arch_config: CNNConfig, *,
+                       power_mode: str | None = None) -> RooflinePredictor:
+    """Fit the profile's roofline (on all its points, whatever their mode) and bind it to ``arch_config``
+    at ``power_mode`` (default: the profile's default mode; peak compute scales with its clocks and units)."""
     params, rows = fit_roofline(profile)
-    return RooflinePredictor(profile, arch_config, params, rows)
+    return RooflinePredictor(profile, arch_config, params, rows, power_mode=power_mode)

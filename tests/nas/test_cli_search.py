@@ -236,3 +236,26 @@ def test_devices_lists_every_profile(tmp_path):
     for name in ("jetson-orin", "host", "tensorrt", "42.5 TFLOP/s", "204.8 GB/s", "MAXN", "4 points"):
         assert name in res.stdout, name
     fails_cleanly(["devices", "--profile", str(_bad_profile(tmp_path))], "memory_bandwidth")
+
+
+def test_power_mode_slows_the_device_and_is_kept_for_resume(sn, tmp_path):
+    runs = {}
+    for spec in ("jetson-orin", "jetson-orin:15W"):
+        out = tmp_path / spec.replace(":", "_")
+        ok(["search", "--device", spec, "--supernet", str(sn), "--bn", "switchable", "--accuracy-samples", "32",
+            "--out", str(out), "--budget", "8", "--seed", "0", "--top", "0", "--algorithm", "random"])
+        runs[spec] = json.loads((out / "run.json").read_text())
+    fast = [b["latency_ms"] for b in runs["jetson-orin"]["baselines"]]
+    slow = [b["latency_ms"] for b in runs["jetson-orin:15W"]["baselines"]]
+    assert all(s >= f for s, f in zip(slow, fast, strict=True))  # tiny nets are launch-bound: barely slower
+    from predictors import latency_predictor, reference_kernels
+    from supernet.cnn import PRESETS
+
+    resnet = reference_kernels("resnet50")
+    at = {m: latency_predictor("jetson-orin", PRESETS["tiny"], power_mode=m).kernels_ms(resnet) for m in ("MAXN", "15W")}
+    assert at["15W"] > 1.3 * at["MAXN"]  # a compute-bound net: 15 W runs the GPU at lower clocks on fewer TPCs
+    assert runs["jetson-orin:15W"]["settings"]["power_mode"] == "15W"
+    assert runs["jetson-orin"]["settings"]["power_mode"] is None
+    assert "--device jetson-orin:15W" in runs["jetson-orin:15W"]["command"]
+    fails_cleanly(["search", "--device", "jetson-orin:15w", "--supernet", str(sn), "--out", str(tmp_path / "x")],
+                  "15W")

@@ -16,6 +16,9 @@ def recalibrate(model: nn.Module, batches: Iterable[torch.Tensor]) -> int:
     result is the exact mean of the per-batch statistics, independent of the momentum used in
     training. Affine parameters are untouched. Use shuffled *training* batches: sorted or test
     batches bias the statistics. Returns the number of images seen; the model ends in eval mode.
+
+    A model with early-exit heads (``forward_all``) runs them too: their BN layers would otherwise
+    keep reset statistics (mean 0, variance 1) and the heads would lose several points.
     """
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     saved = [m.momentum for m in bns]
@@ -24,10 +27,11 @@ def recalibrate(model: nn.Module, batches: Iterable[torch.Tensor]) -> int:
         m.momentum = None
     device = next(model.parameters()).device
     seen = 0
+    run = getattr(model, "forward_all", model)
     model.train()
     try:
         for x in batches:
-            model(x.to(device))
+            run(x.to(device))
             seen += int(x.shape[0])
     finally:
         for m, mom in zip(bns, saved, strict=True):

@@ -215,3 +215,16 @@ def test_a_config_written_before_exits_loads_without_heads():
     net = CNNSupernet(old)
     assert len(net.exits) == 0
     assert net.space.format(net.space.largest()) == "w3-3-3-3"
+
+
+def test_recalibration_reaches_the_exit_heads(tiny_supernet_path, digits):
+    """Every BN of an extracted subnet, the heads' included, gets statistics from the recalibration batches."""
+    from supernet.checkpoint import load_supernet
+    from supernet.evaluate import subnet_model
+
+    model, _ = load_supernet(tiny_supernet_path)
+    sub = subnet_model(model, model.space.largest(), digits, "recal")
+    bns = [(n, m) for n, m in sub.named_modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    heads = [m for n, m in bns if n.startswith("exits.")]
+    assert heads and all(int(m.num_batches_tracked) == 10 for _, m in bns)
+    assert all(float(m.running_mean.abs().sum()) > 0 for m in heads)  # not the reset state (mean 0)

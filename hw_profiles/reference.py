@@ -70,6 +70,43 @@ REFERENCE_MODELS: Mapping[str, ReferenceModel] = MappingProxyType(
         "mobilenet_v3_large": _tv(
             "mobilenet_v3_large", "MobileNet_V3_Large_Weights.IMAGENET1K_V1", 0.22, 5.5, 5483032
         ),
+        "mobilenet_v1": ReferenceModel(
+            name="mobilenet_v1",
+            resolution=224,
+            macs=Quantity(
+                value=0.569,
+                unit="GMAC",
+                source="Howard et al., MobileNets (arXiv:1704.04861), Table 8: 1.0 MobileNet-224, "
+                "569 million Mult-Adds",
+            ),
+            params=Quantity(
+                value=4.2,
+                unit="M",
+                source="Howard et al., MobileNets (arXiv:1704.04861), Table 8: 1.0 MobileNet-224, "
+                "4.2 million parameters (4,231,976 with the 1000-class FC)",
+            ),
+            notes="Width multiplier 1.0; BN folded, no biases before BN.",
+        ),
+        "efficientnet_lite0": ReferenceModel(
+            name="efficientnet_lite0",
+            resolution=224,
+            macs=Quantity(
+                value=0.39,
+                unit="GMAC",
+                source="Tan & Le, EfficientNet (arXiv:1905.11946), Table 2: EfficientNet-B0 0.39B FLOPS "
+                "(multiply-adds); Lite0 has B0's stages at 224x224",
+                derived="gmac = 0.39 (B0) - squeeze-excite (under 0.001 GMAC)",
+            ),
+            params=Quantity(
+                value=4.7,
+                unit="M",
+                source="https://github.com/tensorflow/tpu/tree/master/models/official/efficientnet/lite "
+                "(README, table of EfficientNet-Lite models: Lite0 4.7M params)",
+            ),
+            notes="EfficientNet-B0 without squeeze-excite, ReLU6 instead of swish, fixed stem and head. The "
+            "Lite README lists 407M MACs, a count that does not match the conv/FC multiply-adds (0.385 G).",
+        ),
+        "vit_b16": _tv("vit_b16", "ViT_B_16_Weights.IMAGENET1K_V1", 17.56, 86.6, 86567656),
         "ssd_mobilenet_v1": ReferenceModel(
             name="ssd_mobilenet_v1",
             resolution=300,

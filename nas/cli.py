@@ -8,6 +8,7 @@ from __future__ import annotations
 from nas import (
     cmd_calibrate,  # noqa: F401  (registers calibrate)
     cmd_export,  # noqa: F401  (registers export, report)
+    cmd_latency,  # noqa: F401  (registers latency)
     cmd_search,  # noqa: F401  (registers search, devices)
     cmd_train,  # noqa: F401  (registers train, eval)
 )

@@ -55,6 +55,10 @@ class Kernel:
     h_in: int = 1
     h_out: int = 1
     act: str = "none"  # the activation fused into this kernel: none | relu | relu6 | hswish
+    # Set by predictors.onnx_graph (empty for kernels from layer tables):
+    out_shape: tuple[int, ...] = ()  # shape of the kernel's output tensor
+    branch: str = ""  # "<If node>.then" / ".else" (nested with "/") for kernels inside an If branch
+    onnx_nodes: tuple[str, ...] = ()  # the ONNX nodes fused into this kernel, in order
 
 
 def _layer(name: str, op: str, cin: int, cout: int, kernel: int, stride: int, groups: int, h_in: int, h_out: int,
@@ -269,13 +273,55 @@ def _ssd_mobilenet_v1(resolution: int) -> list[dict[str, Any]]:
     return n.layers
 
 
+def _mobilenet_v1(resolution: int) -> list[dict[str, Any]]:
+    """MobileNetV1 width 1.0 (Howard et al. Table 1): 13 depthwise-separable pairs, pool, FC."""
+    n = _Net(resolution)
+    n.conv("conv0", 32, 3, 2, act="relu6")
+    for i, (c, s) in enumerate(((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1), (512, 1),
+                                (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1)), start=1):
+        n.dw(f"conv{i}.dw", 3, s, act="relu6")
+        n.conv(f"conv{i}.pw", c, 1, act="relu6")
+    n.global_pool("avgpool")
+    n.linear("fc", 1000)
+    return n.layers
+
+
+# EfficientNet-B0's MBConv stages (kernel, stride, expand, out, repeats); Lite0 drops SE, uses ReLU6.
+EFFICIENTNET_B0_STAGES = ((3, 1, 1, 16, 1), (3, 2, 6, 24, 2), (5, 2, 6, 40, 2), (3, 2, 6, 80, 3),
+                          (5, 1, 6, 112, 3), (5, 2, 6, 192, 4), (3, 1, 6, 320, 1))
+
+
+def _efficientnet_lite0(resolution: int) -> list[dict[str, Any]]:
+    """EfficientNet-Lite0 (tensorflow/tpu efficientnet/lite): B0's stages without SE, ReLU6."""
+    n = _Net(resolution)
+    n.conv("stem", 32, 3, 2, act="relu6")
+    for s, (k, stride, t, c, reps) in enumerate(EFFICIENTNET_B0_STAGES):
+        for r in range(reps):
+            cin, st = n.c, stride if r == 0 else 1
+            if t != 1:
+                n.conv(f"blocks.{s}.{r}.expand", cin * t, 1, act="relu6")
+            n.dw(f"blocks.{s}.{r}.dw", k, st, act="relu6")
+            n.conv(f"blocks.{s}.{r}.project", c, 1)
+            if st == 1 and cin == c:
+                n.add(f"blocks.{s}.{r}.add")
+    n.conv("head", 1280, 1, act="relu6")
+    n.global_pool("avgpool")
+    n.linear("fc", 1000)
+    return n.layers
+
+
 _REFERENCE_BUILDERS: dict[str, Callable[[int], list[dict[str, Any]]]] = {
     "resnet50": lambda r: _resnet(r, (3, 4, 6, 3), bottleneck=True),
     "resnet18": lambda r: _resnet(r, (2, 2, 2, 2), bottleneck=False),
     "mobilenet_v2": _mobilenet_v2,
     "mobilenet_v3_large": _mobilenet_v3_large,
     "ssd_mobilenet_v1": _ssd_mobilenet_v1,
+    "mobilenet_v1": _mobilenet_v1,
+    "efficientnet_lite0": _efficientnet_lite0,
 }
+# Reference models that are not a stack of convs: their kernels come from the ONNX graph dynnas
+# builds for them (predictors.reference_graphs), read by predictors.onnx_graph with TensorRT fusion.
+_GRAPH_REFERENCES = ("vit_b16",)
 
 
 def reference_kernels(model_name: str, resolution: int | None = None, bytes_per_element: int = 4, *,
@@ -283,13 +329,20 @@ def reference_kernels(model_name: str, resolution: int | None = None, bytes_per_
     """Kernels of a reference model of :data:`hw_profiles.REFERENCE_MODELS` (default: its own resolution).
 
     Approximations: BN and activations are fused into convs; SSD's anchor decoding and NMS are
-    left out (they run after the network, on few values).
+    left out (they run after the network, on few values). Models that are not a conv stack
+    (``vit_b16``) come from their ONNX graph (:mod:`predictors.reference_graphs`) with TensorRT fusion.
     """
-    if model_name not in _REFERENCE_BUILDERS:
-        raise unknown("reference model", model_name, sorted(_REFERENCE_BUILDERS))
+    if model_name not in _REFERENCE_BUILDERS and model_name not in _GRAPH_REFERENCES:
+        raise unknown("reference model", model_name, sorted([*_REFERENCE_BUILDERS, *_GRAPH_REFERENCES]))
     resolution = REFERENCE_MODELS[model_name].resolution if resolution is None else int(resolution)
     if resolution < 32:
         raise ConfigError(f"reference model resolution must be >= 32, but got {resolution}.")
+    if model_name in _GRAPH_REFERENCES:  # imported here: onnx_graph builds on this module
+        from predictors.onnx_graph import graph_kernels
+        from predictors.reference_graphs import reference_graph
+
+        graph = reference_graph(model_name, resolution, batch=batch, weights="shape-only")
+        return graph_kernels(graph, bytes_per_element=bytes_per_element, fusion="tensorrt")
     layers = _REFERENCE_BUILDERS[model_name](resolution)
     return [to_kernel(layer, batch=batch, bytes_per_element=bytes_per_element) for layer in layers]
 

@@ -32,7 +32,7 @@ from predictors import (
     kendall_tau,
     load_or_collect_accuracy,
 )
-from predictors.accuracy import drop_key, exit_masks
+from predictors.accuracy import drop_key, exit_masks, policy_key
 from supernet.checkpoint import write_json
 from supernet.errors import DatasetError, DynnasError
 from supernet.pretrained import load_default_data, resolve_supernet
@@ -49,7 +49,7 @@ def dynamic_heldout(acc: AccuracyData, arch: object, seed: int, splits: int, max
     """Held-out exit-rate MAE and dynamic-accuracy τ: fit on 80 % of the measured subnets, predict every
     exit mask of the other 20 % (repeated over seeded splits)."""
     key, n_exits = drop_key(max_drop), len(acc.space.exit_positions)
-    maes, taus = [], []
+    maes, taus, scout_maes = [], [], []
     for k in range(splits):
         rng = np.random.default_rng(seed + k)
         idx = rng.permutation(len(acc.records))
@@ -59,19 +59,28 @@ def dynamic_heldout(acc: AccuracyData, arch: object, seed: int, splits: int, max
         static = AccuracyPredictor(arch, seed=seed + k).fit(acc.space, train.records)
         dyn = DynamicAccuracyPredictor(static, train, max_drop=max_drop, seed=seed + k)
         subs, true_acc, true_rates = [], [], []
+        first = [0.0] if dyn.n_cascade else []  # the scout's column
         for r in test:
             base = acc.space.parse(r["arch"])
-            for mask in exit_masks(n_exits):
-                e = r["policies"]["masks"]["".join(map(str, mask))][key]
-                subs.append(dataclasses.replace(base, exits=tuple(mask)))
+            variants = [(mask, 0) for mask in exit_masks(n_exits)]
+            variants += [(mask, c) for c in range(1, dyn.n_cascade + 1) for mask in exit_masks(n_exits, with_empty=True)]
+            for mask, c in variants:
+                sub = dataclasses.replace(base, exits=tuple(mask), cascade=c)
+                e = r["policies"]["masks"][policy_key(sub)][key]
+                subs.append(sub)
                 true_acc.append(e["accuracy"])
-                true_rates.append(e["exit_rates"])
+                true_rates.append(([e["scout_rate"]] if c else first) + e["exit_rates"])
         pred_rates = dyn.predict_exit_rates(subs)
-        on = np.array([list(s.exits) + [1] for s in subs], dtype=bool)
-        maes.append(float(np.abs(pred_rates - np.array(true_rates))[on].mean()))
+        on = np.array([([s.cascade > 0] if dyn.n_cascade else []) + list(s.exits) + [1] for s in subs], dtype=bool)
+        err = np.abs(pred_rates - np.array(true_rates))
+        maes.append(float(err[on].mean()))
+        if dyn.n_cascade:
+            scout_maes.append(float(err[on[:, 0], 0].mean()))
         pred_acc = dyn.predict(subs)
         taus.append(kendall_tau(pred_acc, true_acc))
     return {"max_drop": max_drop, "splits": splits, "exit_rate_mae_mean": float(np.mean(maes)),
+            "scout_rate_mae_mean": float(np.mean(scout_maes)) if scout_maes else None,
+            "n_cascade": dyn.n_cascade,
             "exit_rate_mae_max": float(np.max(maes)), "dynamic_tau_mean": float(np.mean(taus)),
             "dynamic_tau_sd": float(np.std(taus, ddof=1)) if splits > 1 else 0.0,
             "target": "exit-rate MAE <= 0.05 (enabled exits and the final classifier)"}

@@ -200,6 +200,15 @@ def search(
                   f"{', subnets/' if exported else ''}, report.html)")
 
 
+def _latency_trust(profile: Any, power_mode: str | None) -> dict[str, Any]:
+    """How far the device's latency predictions can be trusted: ``confidence`` is ``low`` when the
+    profile rests on few published points (see predictors.profile_quality), and the power mode used."""
+    from predictors.profile_quality import confidence_of
+
+    return {"confidence": confidence_of(profile), "n_calibration_points": len(profile.calibration),
+            "power_mode": power_mode or profile.default_power_mode}
+
+
 def _run_doc(settings: Any, profile: Any, device_arg: str, file: Path, meta: dict[str, Any], setup: Any,
              dataset: str | None, results: list[Any], is_default: bool, vers: dict[str, str]) -> dict[str, Any]:
     """The run.json document (see :mod:`nas.runfolder` for the contract)."""
@@ -234,7 +243,7 @@ def _run_doc(settings: Any, profile: Any, device_arg: str, file: Path, meta: dic
                                   **{k: v for k, v in acc_data.meta.items() if isinstance(v, str | int | float | bool)}}},
             "exits": ({"quality": dyn.quality, "method": dyn.describe()["dynamic"]["method"],
                        "calibration": acc_data.meta.get("exits")} if dyn is not None else None),
-            "latency": lat.describe(),
+            "latency": {**lat.describe(), **_latency_trust(profile, settings.power_mode)},
         },
         "objectives": [{"name": o.name, "direction": o.direction, "unit": o.unit} for o in problem.objectives],
         "constraints": ([{"name": "latency_ms", "budget_ms": problem.latency_budget_ms, "g": "latency_ms - budget_ms <= 0"}]

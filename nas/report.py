@@ -154,7 +154,8 @@ def overview_table(views: list[RunView]) -> pd.DataFrame:
             a: h.sort_values("n_evals")["hypervolume"].iloc[-1] for a, h in v.history.groupby("algorithm")}
         counts = v.evaluations.groupby("algorithm").size()
         rows.append({
-            "run": v.title, "device": v.device, "supernet": Path(str(sn.get("path", "?"))).name,
+            "run": v.title, "device": v.device,
+            "latency model": _latency_confidence(v.run), "supernet": Path(str(sn.get("path", "?"))).name,
             "supernet sha256": str(sn.get("sha256", ""))[:12], "seed": run_setting(v.run, "seed", ""),
             "evaluations": ", ".join(f"{a}: {n}" for a, n in counts.items()),
             "hypervolume": ", ".join(f"{a}: {float(x):.4f}" for a, x in sorted(hv.items())) if isinstance(hv, dict)
@@ -164,6 +165,17 @@ def overview_table(views: list[RunView]) -> pd.DataFrame:
             "created": str(v.run.get("created", "")),
         })
     return pd.DataFrame(rows)
+
+
+def _latency_confidence(run: dict[str, Any]) -> str:
+    """``"ok"``, ``"low confidence (…)"`` or ``"measured"``: how much the device's latency predictions rest on."""
+    lat = (run.get("predictors") or {}).get("latency") or {}
+    conf = lat.get("confidence")
+    if conf is None:
+        return "—"
+    mode = lat.get("power_mode")
+    text = f"{conf} ({lat.get('n_calibration_points', 0)} published points)" if conf != "measured" else conf
+    return f"{text}, {mode}" if mode else text
 
 
 def exported_table(view: RunView) -> pd.DataFrame:

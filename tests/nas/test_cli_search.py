@@ -255,6 +255,13 @@ def test_power_mode_slows_the_device_and_is_kept_for_resume(sn, tmp_path):
     at = {m: latency_predictor("jetson-orin", PRESETS["tiny"], power_mode=m).kernels_ms(resnet) for m in ("MAXN", "15W")}
     assert at["15W"] > 1.3 * at["MAXN"]  # a compute-bound net: 15 W runs the GPU at lower clocks on fewer TPCs
     assert runs["jetson-orin:15W"]["settings"]["power_mode"] == "15W"
+    lat = runs["jetson-orin:15W"]["predictors"]["latency"]
+    assert lat["confidence"] == "ok" and lat["power_mode"] == "15W" and lat["n_calibration_points"] == 4
+    out = tmp_path / "nx"  # four ResNet-50 points only: the run and its report say the latency is low-confidence
+    ok(["search", "--device", "jetson-orin-nx", "--supernet", str(sn), "--bn", "switchable", "--accuracy-samples",
+        "32", "--out", str(out), "--budget", "8", "--seed", "0", "--top", "0", "--algorithm", "random"])
+    assert json.loads((out / "run.json").read_text())["predictors"]["latency"]["confidence"] == "low"
+    assert "low (4 published points)" in (out / "report.html").read_text()
     assert runs["jetson-orin"]["settings"]["power_mode"] is None
     assert "--device jetson-orin:15W" in runs["jetson-orin:15W"]["command"]
     fails_cleanly(["search", "--device", "jetson-orin:15w", "--supernet", str(sn), "--out", str(tmp_path / "x")],

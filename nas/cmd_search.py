@@ -19,7 +19,9 @@ SEARCH_EPILOG = (
     "    dynnas search --device my-board.yaml --supernet runs/tiny --top 3 --seed 1\n\n"
     "    dynnas search --device jetson-orin --out runs/demo --resume\n\n"
     "    dynnas search --device host --max-accuracy-drop 1 --max-worst-latency 0.6\n\n"
-    "    dynnas search --device jetson-orin --exits off --out runs/jetson-static"
+    "    dynnas search --device jetson-orin --exits off --out runs/jetson-static\n\n"
+    "    dynnas search --device jetson-orin:15W --batch 16 --out runs/orin-15w-b16\n\n"
+    "    dynnas search --device jetson-orin --cascade off"
 )
 
 
@@ -75,6 +77,7 @@ def search(
     dataset: Annotated[str | None, typer.Option(help="Dataset to measure accuracy data on when none is cached beside the supernet (default: its own, else its shipped sample).")] = None,
     accuracy_samples: Annotated[int, typer.Option(help="Subnets measured to fit the accuracy predictor when no cache exists.")] = 400,
     exits: Annotated[str, typer.Option(help="Early exits: auto (searched when the supernet has exit heads), on (required) or off (widths only).")] = "auto",
+    batch: Annotated[int, typer.Option(help="Images per inference: 1 is single-stream latency; larger batches cost ms per batch (throughput scenarios; static networks only, so exits are off).")] = 1,
     cascade: Annotated[str, typer.Option(help="Width cascade (a narrow uniform scout runs first, the subnet only when the scout is unsure): auto (searched when the accuracy data has scouts, see `dynnas calibrate --cascade`) or off.")] = "auto",
     max_accuracy_drop: Annotated[float | None, typer.Option("--max-accuracy-drop", help="Exit thresholds may cost at most this many accuracy points against the same subnet without exits (default 0.5; one of the calibrated drops).")] = None,
     max_worst_latency: Annotated[float | None, typer.Option("--max-worst-latency", help="Only subnets whose worst case (every exit fails) is predicted at most this many ms are feasible.")] = None,
@@ -115,6 +118,8 @@ def search(
         raise ConfigError(f"--max-worst-latency must be a positive number of ms, but got {max_worst_latency}.")
     if exits not in ("auto", "on", "off"):
         raise ConfigError(f"--exits must be auto, on or off, but got '{exits}'.")
+    if batch < 1:
+        raise ConfigError(f"--batch must be >= 1 image, but got {batch}; e.g. --batch 8.")
     if cascade not in ("auto", "off"):
         raise ConfigError(f"--cascade must be auto or off, but got '{cascade}'.")
     if max_accuracy_drop is not None and not 0 <= max_accuracy_drop < 100:
@@ -140,14 +145,17 @@ def search(
         raise ConfigError(f"supernet '{file}' has no exit heads, so it cannot search exits (--exits on, "
                           "--max-accuracy-drop, --max-worst-latency); train heads with `dynnas train --init-from "
                           f"{file} --exit-epochs 3` or drop those options.")
-    use_exits = has_heads and exits != "off"
+    if batch > 1 and exits == "on":
+        raise ConfigError(f"--batch {batch} cannot search exits (a batch leaves an exit only when every image "
+                          "passes); drop --exits on or use --batch 1.")
+    use_exits = has_heads and exits != "off" and batch == 1
     drop = (0.5 if max_accuracy_drop is None else max_accuracy_drop) / 100 if use_exits else None
     settings = SearchSettings(
         device=profile.name, power_mode=power_mode, profile_sha=_profile_sha(profile), supernet=str(file.resolve()),
         supernet_sha256=sha256(file), algorithms=tuple(algorithms), budget=budget, latency_budget_ms=latency_budget,
         top_k=top, bn=bn, seed=seed, device_type=device_type, accuracy_samples=accuracy_samples, out=str(out),
         dataset=dataset, exits=exits, max_accuracy_drop=drop, max_worst_latency_ms=max_worst_latency,
-        cascade=cascade)
+        cascade=cascade, batch=batch)
     check_out(out, overwrite=overwrite, resume=resume, settings=settings)  # a resume with other settings fails now
 
     from rich.console import Console
@@ -161,7 +169,7 @@ def search(
                               accuracy_samples=accuracy_samples, dataset=dataset, progress=bars.phase,
                               max_accuracy_drop=drop if drop is not None else 0.005,
                               max_worst_latency_ms=max_worst_latency, exits=use_exits, cascade=cascade == "auto",
-                              power_mode=power_mode)
+                              power_mode=power_mode, batch=batch)
         problem = setup.problem
         problem.check_feasible()
         with staging(out, settings, overwrite=overwrite, resume=resume) as stage:

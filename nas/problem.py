@@ -294,7 +294,8 @@ def setup_problem(supernet_file: Path, model: Any, meta: dict[str, Any], profile
                   latency_budget_ms: float | None = None, accuracy_samples: int = 400, dataset: str | None = None,
                   progress: Callable[[str], Callable[[str, int, int], None]] | None = None,
                   max_accuracy_drop: float = 0.005, max_worst_latency_ms: float | None = None,
-                  exits: bool = True, cascade: bool = True, power_mode: str | None = None) -> ProblemSetup:
+                  exits: bool = True, cascade: bool = True, power_mode: str | None = None,
+                  batch: int = 1) -> ProblemSetup:
     """Build the latency predictor, check the budgets, then fit the accuracy predictors.
 
     The accuracy data comes from the cache beside the supernet; only without a usable cache is
@@ -302,8 +303,13 @@ def setup_problem(supernet_file: Path, model: Any, meta: dict[str, Any], profile
     ``progress(phase)`` returns the ``(description, done, total)`` callback of a phase. With
     ``exits=False`` (or a supernet without exit heads) the space has no exit choices. With
     ``cascade`` and accuracy data calibrated with width-cascade scouts, the space gets the
-    ``cascade`` gene (not with ``exits=False``: that searches static networks).
+    ``cascade`` gene (not with ``exits=False``: that searches static networks). ``batch`` > 1 costs
+    a batch of that many images (ms per batch) and needs ``exits=False``: a batch leaves an exit
+    only when every image in it passes, so the expected-latency model holds at batch 1 only.
     """
+    if batch > 1 and exits:
+        raise ConfigError(f"--batch {batch} searches static networks only (a batch leaves an exit only when every "
+                          "image in it passes); add --exits off, or search at --batch 1.")
     from predictors import DynamicAccuracyPredictor, latency_predictor, load_or_collect_accuracy
     from predictors.accuracy import data_cascade
     from predictors.cascade import CascadeLatency
@@ -312,7 +318,8 @@ def setup_problem(supernet_file: Path, model: Any, meta: dict[str, Any], profile
     from supernet.pretrained import load_default_data
 
     phase = progress or (lambda _name: None)
-    lat = latency_predictor(profile, model.config, seed=seed, progress=phase("latency"), power_mode=power_mode)
+    lat = latency_predictor(profile, model.config, seed=seed, progress=phase("latency"), power_mode=power_mode,
+                            batch=batch)
     check_latency_budget(model.space, lat, latency_budget_ms)  # before the slower accuracy predictor
     check_worst_latency(model.space, lat, max_worst_latency_ms)
     acc = data_note = None

@@ -61,7 +61,7 @@ PARETO_COLUMNS = ("subnet_id", "algorithm", "arch", "accuracy", "latency_ms", "m
                   "worst_latency_ms", "exit_rates", "combined", "spread_rank")
 # Settings that must match for --resume to reuse earlier work.
 RESUME_KEYS = ("device", "profile_sha", "supernet_sha256", "budget", "latency_budget_ms", "bn", "seed",
-               "accuracy_samples", "exits", "max_accuracy_drop", "max_worst_latency_ms", "cascade", "power_mode")
+               "accuracy_samples", "exits", "max_accuracy_drop", "max_worst_latency_ms", "cascade", "power_mode", "batch")
 
 
 class NoRunError(CheckpointError):
@@ -89,6 +89,7 @@ class SearchSettings:
     exits: str = "auto"
     cascade: str = "auto"
     power_mode: str | None = None  # None: the profile's default mode
+    batch: int = 1  # images per inference; latency_ms is per batch
     max_accuracy_drop: float | None = None  # fraction; None when the space has no exits
     max_worst_latency_ms: float | None = None
 
@@ -113,6 +114,8 @@ class SearchSettings:
             parts.append(f"--exits {self.exits}")
         if self.cascade != "auto":
             parts.append(f"--cascade {self.cascade}")
+        if self.batch != 1:
+            parts.append(f"--batch {self.batch}")
         if self.max_accuracy_drop is not None:
             parts.append(f"--max-accuracy-drop {100 * self.max_accuracy_drop:g}")
         if self.max_worst_latency_ms is not None:

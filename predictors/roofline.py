@@ -123,7 +123,8 @@ class RooflinePredictor:
     """Latency of subnets on a published device, from a fitted roofline (see module doc)."""
 
     def __init__(self, profile: DeviceProfile, arch_config: CNNConfig, params: RooflineParams,
-                 fit_rows: list[dict[str, Any]], *, precision: str | None = None, power_mode: str | None = None):
+                 fit_rows: list[dict[str, Any]], *, precision: str | None = None, power_mode: str | None = None,
+                 batch: int = 1):
         self.device = profile.name
         self.profile = profile
         self.params = params
@@ -136,7 +137,8 @@ class RooflinePredictor:
         self.arch_num_classes = int(arch_config.num_classes)
         self.table = UnitTable.build(
             arch_config, lambda ks: 1e3 * network_seconds(ks, self.peak_ops, self.bandwidth, params),
-            bytes_per_element=self.bytes_per_element)
+            bytes_per_element=self.bytes_per_element, batch=batch)
+        self.batch = batch
 
     def predict_ms(self, subnets: Sequence[SubnetConfig]) -> np.ndarray:
         """Predicted batch-1 latency of each subnet (exits off), in ms."""
@@ -183,8 +185,11 @@ class RooflinePredictor:
 
 
 def roofline_predictor(profile: DeviceProfile, arch_config: CNNConfig, *,
-                       power_mode: str | None = None) -> RooflinePredictor:
+                       power_mode: str | None = None, batch: int = 1) -> RooflinePredictor:
     """Fit the profile's roofline (on all its points, whatever their mode) and bind it to ``arch_config``
-    at ``power_mode`` (default: the profile's default mode; peak compute scales with its clocks and units)."""
+    at ``power_mode`` (default: the profile's default mode; peak compute scales with its clocks and units),
+    for ``batch`` images a call (ms are per batch)."""
     params, rows = fit_roofline(profile)
-    return RooflinePredictor(profile, arch_config, params, rows, power_mode=power_mode)
+    if batch < 1:
+        raise CalibrationError(f"batch must be >= 1 image, but got {batch}; pass e.g. --batch 8.")
+    return RooflinePredictor(profile, arch_config, params, rows, power_mode=power_mode, batch=batch)

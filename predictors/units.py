@@ -82,20 +82,22 @@ class UnitTable:
 
     @classmethod
     def build(cls, arch_config: CNNConfig, cost: Callable[[list[Kernel]], float], *,
-              bytes_per_element: int = 4) -> UnitTable:
-        """Evaluate ``cost`` once per unit shape (uniform subnets cover every block at every width)."""
+              bytes_per_element: int = 4, batch: int = 1) -> UnitTable:
+        """Evaluate ``cost`` once per unit shape (uniform subnets cover every block at every width), for
+        kernels at ``batch`` images a launch."""
         space = arch_config.space()
         table = np.zeros((space.n_blocks, len(space.width_choices)))
         constant = stem = 0.0
         for j in range(len(space.width_choices)):
-            groups = units(subnet_kernels(arch_config, space.uniform(j), bytes_per_element=bytes_per_element))
+            groups = units(subnet_kernels(arch_config, space.uniform(j), bytes_per_element=bytes_per_element,
+                                          batch=batch))
             for name, ks in groups.items():
                 if name.startswith("b"):
                     table[int(name[1:]), j] = cost(ks)
                 elif j == 0:
                     constant += cost(ks)
                     stem += cost(ks) if name == "stem" else 0.0
-        heads = tuple(float(cost(exit_kernels(arch_config, e, bytes_per_element=bytes_per_element)))
+        heads = tuple(float(cost(exit_kernels(arch_config, e, bytes_per_element=bytes_per_element, batch=batch)))
                       for e in range(len(arch_config.exit_blocks)))
         return cls(float(constant), table, float(stem), heads, tuple(arch_config.exit_blocks))
 

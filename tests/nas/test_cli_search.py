@@ -266,3 +266,26 @@ def test_power_mode_slows_the_device_and_is_kept_for_resume(sn, tmp_path):
     assert "--device jetson-orin:15W" in runs["jetson-orin:15W"]["command"]
     fails_cleanly(["search", "--device", "jetson-orin:15w", "--supernet", str(sn), "--out", str(tmp_path / "x")],
                   "15W")
+
+
+def test_batch_costs_a_batch_and_needs_static_networks(sn, tmp_path):
+    out = tmp_path / "b16"
+    text = ok(["search", "--device", "jetson-orin", "--supernet", str(sn), "--bn", "switchable", "--accuracy-samples",
+               "32", "--out", str(out), "--budget", "8", "--seed", "0", "--top", "0", "--algorithm", "random",
+               "--batch", "16"])
+    run = json.loads((out / "run.json").read_text())
+    assert run["settings"]["batch"] == 16 and "--batch 16" in run["command"] and not run["exits"]["searched"]
+    from predictors import latency_predictor
+    from supernet.checkpoint import load_supernet
+
+    model, _ = load_supernet(sn)
+    one = latency_predictor("jetson-orin", model.config).predict_ms([model.space.largest()])[0]
+    b16 = run["baselines"][-1]["latency_ms"]
+    assert one < b16 < 16 * one  # a batch costs more than one image, less than 16 launches of one
+    assert "batch" in text or out.is_dir()
+    for extra, match in ((["--batch", "0"], "--batch must be >= 1"),
+                         (["--batch", "4", "--exits", "on"], "cannot search exits"),
+                         (["--batch", "4", "--device", "host"], "measured at batch 1 only")):
+        args = ["search", "--device", "jetson-orin", "--supernet", str(sn), "--out", str(tmp_path / "bad"), *extra]
+        fails_cleanly(args, match)
+        assert not (tmp_path / "bad").exists()

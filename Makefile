@@ -27,16 +27,17 @@ demo: setup
 	$(BIN)/dynnas search --device jetson-orin --seed $(SEED) --top 3 --overwrite --out runs/demo-jetson-orin
 
 # Reproduces the shipped default supernet (see README: "The shipped default"): progressive shrinking,
-# then the exit heads on the frozen backbone, then the predictor data and the evaluation sample.
+# then the exit heads with joint fine-tuning, then the predictor data (with two width-cascade scouts) and the
+# evaluation sample.
 CIFAR ?= ../shared/datasets/cifar10
 train-default: setup
 	$(BIN)/dynnas train --family cnn --dataset cifar10:$(CIFAR) \
 	  --preset cifar-default --stage-epochs 4,2,2,2 --batch-size 128 --lr 0.1 --n-random 1 --seed 0 --out runs/cifar-default
 	$(BIN)/dynnas train --family cnn --dataset cifar10:$(CIFAR) --preset cifar-default \
-	  --init-from runs/cifar-default/supernet.safetensors --exit-epochs 4 --exit-route frozen \
-	  --batch-size 128 --lr 0.1 --n-random 1 --seed 0 --out runs/cifar-exits-frozen
-	$(BIN)/dynnas calibrate --supernet runs/cifar-exits-frozen/supernet.safetensors --dataset cifar10:$(CIFAR) \
-	  --samples 220 --ceiling 50 --recal-seeds 2 --sample-val 300 --seed 0
+	  --init-from runs/cifar-default/supernet.safetensors --exit-epochs 4 --exit-route joint \
+	  --batch-size 128 --lr 0.1 --n-random 1 --seed 0 --out runs/cifar-exits-joint
+	$(BIN)/dynnas calibrate --supernet runs/cifar-exits-joint/supernet.safetensors --dataset cifar10:$(CIFAR) \
+	  --samples 220 --ceiling 50 --recal-seeds 2 --sample-val 300 --cascade 2 --seed 0
 
 clean:
 	rm -rf runs .pytest_cache

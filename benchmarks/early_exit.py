@@ -128,6 +128,8 @@ def main() -> None:
                 ee = CascadeCNN(scout, ee, np.inf if t is None else t, temperature=pol["scout_temperature"])
             logits, taken = ee.per_sample([torch.from_numpy(t) for t in test_logits])
             rates = np.bincount(taken.numpy(), minlength=len(test_logits)) / len(taken)
+            if space.n_cascade and scout is None:  # the rates' columns: the scout's (unused here) first
+                rates = np.concatenate([[0.0], rates])
             acc = float((logits.argmax(1).numpy() == data.y_test).mean())
             curve.append({"max_drop_pp": 100 * d, "test_accuracy": acc, "test_drop_pp": 100 * (static - acc),
                           "test_exit_rates": rates.tolist(), "val_speedup_macs": pol["speedup_macs"],

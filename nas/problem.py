@@ -80,7 +80,7 @@ def fastest_subnet(space: SearchSpace, latency: LatencyModel) -> tuple[SubnetCon
 def fastest_expected(space: SearchSpace, latency: LatencyModel) -> tuple[SubnetConfig, float]:
     """A lower bound of the expected latency: uniform-width subnets with every exit on, as if every
     input left at the first exit."""
-    subs = [space.make(space.uniform(i).widths, (1,) * len(space.exit_positions), space.uniform(i).tokens)
+    subs = [dataclasses.replace(space.uniform(i), exits=(1,) * len(space.exit_positions))
             for i in range(len(space.width_choices))]
     lat = exit_latencies(latency, subs)[:, 0]
     i = int(np.argmin(lat))
@@ -271,7 +271,7 @@ class SearchProblem:
         acc, lat = list(b.accuracy), list(b.latency_ms)
         if self.space.exit_positions and hasattr(self.accuracy, "predict_exit_rates"):
             n = len(self.space.exit_positions)
-            on = self.evaluate([self.space.make(s.widths, (1,) * n, s.tokens) for s in b.subnets])
+            on = self.evaluate([dataclasses.replace(s, exits=(1,) * n) for s in b.subnets])
             acc += list(on.accuracy)
             lat += list(on.latency_ms)
         return HVBox.from_points(np.asarray(acc), np.asarray(lat), self.latency_budget_ms)

@@ -38,7 +38,7 @@ from predictors.exit_policy import calibrate, exit_scores, fit_temperature, get_
 from predictors.metrics import kendall_tau, rmse
 from predictors.units import UnitTable, cache_root
 from supernet.checkpoint import read_json, sha256, write_json
-from supernet.cnn import CNNConfig
+from supernet.cost import CostedConfig
 from supernet.data import ImageData
 from supernet.errors import CheckpointError, ConfigError, DatasetError
 from supernet.evaluate import BN_MODES, accuracy, subnet_model
@@ -169,7 +169,7 @@ def _policies(config: Any, subnet: SubnetConfig, logits: list[np.ndarray], y: np
     calibrated too: the scout is the first stage, at its own cost; the subnet's stages cost the scout
     plus themselves. Its entries add ``scout_threshold`` and ``scout_rate``.
     """
-    from supernet.cnn import exit_macs
+    from supernet.cost import exit_macs
 
     n_exits = len(logits) - 1
     temps = [fit_temperature(lg, y) if temperature else 1.0 for lg in logits[:-1]]
@@ -324,7 +324,7 @@ def collect_accuracy_data(supernet: nn.Module, data: ImageData, *, n_samples: in
 def _scout(supernet: nn.Module, subnet: SubnetConfig, data: ImageData, bn: str, n_recal_batches: int,
            seed: int) -> Scout:
     """Measure one cascade scout as a policy subnet is measured (seed-``seed`` model, validation split)."""
-    from supernet.cnn import exit_macs
+    from supernet.cost import exit_macs
     from supernet.evaluate import all_exit_logits
 
     if bn == "recal":
@@ -378,7 +378,7 @@ class AccuracyPredictor:
     refitted on all records.
     """
 
-    def __init__(self, arch_config: CNNConfig | None = None, *, seed: int = 0, test_fraction: float = 0.2,
+    def __init__(self, arch_config: CostedConfig | None = None, *, seed: int = 0, test_fraction: float = 0.2,
                  cv_folds: int = 5, candidates: Sequence[str] | None = None) -> None:
         if not 0.0 < test_fraction < 1.0:
             raise ConfigError(f"`test_fraction` must be in (0, 1), but got {test_fraction}.")
@@ -548,7 +548,7 @@ def load_or_collect_accuracy(supernet_path: Path | str, supernet: nn.Module, met
         acc.meta["dataset"]["supernet_dataset"] = (meta.get("dataset") or {}).get("spec")
         _write(acc, beside, fallback)
     config = getattr(supernet, "config", None)
-    arch = config if isinstance(config, CNNConfig) and config.space() == acc.space else None
+    arch = config if hasattr(config, "cost_terms") and config.space() == acc.space else None
     predictor = AccuracyPredictor(arch, seed=seed).fit(acc.space, acc.records)
     return predictor, acc
 

@@ -42,7 +42,7 @@ from sklearn.linear_model import RidgeCV
 
 from predictors.errors import CalibrationError, PredictorCacheError, check_header
 from predictors.kernel_graphs import chain_graph, input_shape, null_graph
-from predictors.kernels import exit_kernels, subnet_kernels
+from predictors.kernels import exit_kernels, layer_kernels
 from predictors.onnx_io import (
     measure_latencies,
     measure_latency,
@@ -50,11 +50,12 @@ from predictors.onnx_io import (
     measure_over_inputs,
     onnx_bytes,
 )
-from predictors.units import UnitTable, arch_hash, unit_key, units
+from predictors.units import UnitTable, arch_hash, unit_key
 from supernet.checkpoint import read_json, write_json
-from supernet.cnn import CNNConfig, CNNSupernet
+from supernet.cost import CostedConfig
 from supernet.errors import CheckpointError
 from supernet.extract import extract
+from supernet.registry import get_family
 from supernet.space import SearchSpace, SubnetConfig
 
 FORMAT = "dynnas-latency-lut"
@@ -82,11 +83,13 @@ def calibration_subnets(space: SearchSpace, n: int, seed: int) -> list[SubnetCon
     return space.sample_unique(np.random.default_rng(seed), n, [space.smallest(), space.largest()])
 
 
-def _lut_units(arch_config: CNNConfig) -> dict[str, list]:
-    space = arch_config.space()
+def _lut_units(arch_config: CostedConfig) -> dict[str, list]:
+    """Every distinct unit the search space can hold, by its LUT key: stem, tail, term variants, exit heads."""
+    terms = arch_config.cost_terms()
     out: dict[str, list] = {}
-    for j in range(len(space.width_choices)):
-        for ks in units(subnet_kernels(arch_config, space.uniform(j))).values():
+    for layers in (terms.stem, terms.tail, *(v for variants in terms.variants for v in variants)):
+        if layers:
+            ks = layer_kernels(layers)
             out.setdefault(unit_key(ks), ks)
     for e in range(len(arch_config.exit_blocks)):  # exit heads: timed alone (pool, linears, decision)
         ks = exit_kernels(arch_config, e)
@@ -99,14 +102,21 @@ def reference_subnet(space: SearchSpace) -> SubnetConfig:
     return space.uniform((len(space.width_choices) - 1) // 2)
 
 
-def subnet_onnx(supernet: CNNSupernet, subnet: SubnetConfig) -> tuple[bytes, tuple[int, ...]]:
+def random_supernet(arch_config: CostedConfig, seed: int) -> torch.nn.Module:
+    """A randomly initialised supernet of ``arch_config``'s family (latency does not depend on weight values)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return get_family(arch_config.family).build(arch_config)
+
+
+def subnet_onnx(supernet: torch.nn.Module, subnet: SubnetConfig) -> tuple[bytes, tuple[int, ...]]:
     """A subnet as deployed (ONNX bytes) and its batch-1 input shape: what ``measure_latencies`` takes."""
     c = supernet.config
     example = torch.zeros(1, c.in_channels, c.resolution, c.resolution)
     return onnx_bytes(extract(supernet, subnet), example), tuple(example.shape)
 
 
-def measure_host(device: str, arch_config: CNNConfig, *, seed: int = 0, n_calibration: int = 60, rounds: int = 5,
+def measure_host(device: str, arch_config: CostedConfig, *, seed: int = 0, n_calibration: int = 60, rounds: int = 5,
                  threads: int = 1, progress: Progress | None = None) -> dict[str, Any]:
     """Measure the LUT and the calibration subnets on this machine; return the cache document."""
     start = time.perf_counter()
@@ -117,9 +127,7 @@ def measure_host(device: str, arch_config: CNNConfig, *, seed: int = 0, n_calibr
         models[f"unit:{key}"] = (chain_graph(ks, rng), input_shape(ks[0]))
     space = arch_config.space()
     subnets = calibration_subnets(space, n_calibration, seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        supernet = CNNSupernet(arch_config)
+    supernet = random_supernet(arch_config, seed)
     ref = reference_subnet(space)
     reference = subnet_onnx(supernet, ref)
     for i, s in enumerate(subnets):
@@ -152,7 +160,7 @@ def measure_host(device: str, arch_config: CNNConfig, *, seed: int = 0, n_calibr
     }
 
 
-def check_document(doc: Any, path: Path, device: str, arch_config: CNNConfig) -> None:
+def check_document(doc: Any, path: Path, device: str, arch_config: CostedConfig) -> None:
     """Raise :class:`PredictorCacheError` unless ``doc`` is a complete LUT cache for this device and net."""
     def bad(why: str) -> PredictorCacheError:
         return PredictorCacheError(f"latency cache '{path}' {why}; delete it to re-measure.")
@@ -204,7 +212,7 @@ def one_hot(widths: np.ndarray, n_choices: int) -> np.ndarray:
 
 def fit_block_residual(widths: np.ndarray, residual: np.ndarray, weight: np.ndarray,
                        n_choices: int) -> tuple[np.ndarray, float, float]:
-    """Per-(block, width) correction of the scaled LUT by weighted ridge; returns (table, constant, alpha)."""
+    """Per-(term, variant) correction of the scaled LUT by weighted ridge; returns (table, constant, alpha)."""
     x = one_hot(widths, n_choices)
     model = RidgeCV(alphas=RIDGE_ALPHAS).fit(x, residual, sample_weight=weight)
     return model.coef_.reshape(widths.shape[1], n_choices), float(model.intercept_), float(model.alpha_)
@@ -213,7 +221,7 @@ def fit_block_residual(widths: np.ndarray, residual: np.ndarray, weight: np.ndar
 class HostLUTPredictor:
     """Latency on this machine: an in-context per-block table fitted to measured subnets (see module doc)."""
 
-    def __init__(self, arch_config: CNNConfig, doc: dict[str, Any], *, cache_path: Path | None = None,
+    def __init__(self, arch_config: CostedConfig, doc: dict[str, Any], *, cache_path: Path | None = None,
                  source: str = "measured"):
         self.device = str(doc["device"])
         self.doc = doc
@@ -233,15 +241,13 @@ class HostLUTPredictor:
 
     def _fit(self, rows: np.ndarray) -> tuple[UnitTable, float]:
         lut = self.lut_table
-        prior = UnitTable(self.slope * lut.constant + self.intercept, self.slope * lut.table, self.slope * lut.stem,
-                          tuple(self.slope * h for h in lut.heads), lut.exit_blocks)
+        prior = lut.with_values(self.slope * lut.constant + self.intercept, self.slope * lut.table,
+                                self.slope * lut.stem, tuple(self.slope * h for h in lut.heads))
         subnets = [self.cal_subnets[i] for i in rows]
         y = self.cal_ratio[rows]
-        widths = np.asarray([s.widths for s in subnets], dtype=np.int64)
-        delta, constant, alpha = fit_block_residual(widths, y - prior(subnets), 1.0 / y ** 2,
-                                                    len(self.space.width_choices))
-        return UnitTable(prior.constant + constant, prior.table + delta, prior.stem, prior.heads,
-                         prior.exit_blocks), alpha
+        choices = prior.choice_matrix(subnets)
+        delta, constant, alpha = fit_block_residual(choices, y - prior(subnets), 1.0 / y ** 2, lut.table.shape[1])
+        return prior.with_values(prior.constant + constant, prior.table + delta, prior.stem, prior.heads), alpha
 
     def predict_ratio(self, subnets: Sequence[SubnetConfig]) -> np.ndarray:
         """Predicted latency relative to the reference subnet (independent of the machine's momentary speed)."""
@@ -274,7 +280,7 @@ class HostLUTPredictor:
                 costs[i, later] = first + self.branch_penalty * (costs[i, later] - first)
         return self.reference_ms * costs
 
-    def speed_now(self, arch_config: CNNConfig, *, seconds: float = 1.5, threads: int = 1,
+    def speed_now(self, arch_config: CostedConfig, *, seconds: float = 1.5, threads: int = 1,
                   seed: int = 0) -> dict[str, Any]:
         """Time the reference subnet now (about ``seconds``) against its latency at calibration.
 
@@ -282,10 +288,7 @@ class HostLUTPredictor:
         predictor's ms (which stay in calibration-speed units, so a search's figures do not depend on
         the moment it ran: same seed, same result).
         """
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            supernet = CNNSupernet(arch_config)
-        model, shape = subnet_onnx(supernet, self.reference)
+        model, shape = subnet_onnx(random_supernet(arch_config, seed), self.reference)
         probe = measure_latency(model, shape, threads=threads, warmup=10, repeats=20, seed=seed)
         repeats = int(min(2000, max(50, seconds * 1e3 / max(probe.median_ms, 1e-3))))
         repeats -= repeats % 5
@@ -369,11 +372,11 @@ def measure_expected_relative(pred: HostLUTPredictor, reference: tuple[bytes, tu
             "statistic": "mean over inputs of (batch-1 time / preceding reference block median)"}
 
 
-def cache_path(cache_dir: Path, device: str, arch_config: CNNConfig) -> Path:
+def cache_path(cache_dir: Path, device: str, arch_config: CostedConfig) -> Path:
     return Path(cache_dir) / f"{device}-{arch_config.family}-{arch_hash(arch_config)}.json"
 
 
-def host_predictor(device: str, arch_config: CNNConfig, cache_dir: Path, *, seed: int = 0, n_calibration: int = 60,
+def host_predictor(device: str, arch_config: CostedConfig, cache_dir: Path, *, seed: int = 0, n_calibration: int = 60,
                    rounds: int = 5, threads: int = 1, progress: Progress | None = None) -> HostLUTPredictor:
     """Load the cached measurements for (device, arch) or measure them now and cache them.
 

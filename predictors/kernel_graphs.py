@@ -4,7 +4,11 @@ Used to measure a latency lookup table. A graph holds exactly the nodes onnxrunt
 a chain of kernels in a deployed subnet: convs with BN folded into their bias and their
 activation after them (ReLU6 = ``Clip(0, 6)``), a residual ``Add`` of the chain's own input
 (which onnxruntime fuses into the conv before it, as in the full model), ``GlobalAveragePool``,
-``Flatten`` and ``Gemm``. A chain of one kernel is that kernel alone.
+``Flatten`` and ``Gemm``. Token-wise kernels (a transformer's) run on ``(batch, tokens, channels)``
+tensors: ``LayerNormalization``, ``MatMul`` + bias (+ the erf form of GELU), multi-head attention
+as ``Reshape``/``Transpose``/``MatMul``/``Softmax`` and token reduction as ``TopK``/``GatherElements``
+(pruning) or bipartite matching with ``ScatterElements(reduction="add")`` (merging). A chain of
+one kernel is that kernel alone.
 """
 
 from __future__ import annotations
@@ -22,12 +26,28 @@ OPSET = 17
 _ACTS = {"relu": "Relu", "hswish": "HardSwish", "hsigmoid": "HardSigmoid"}
 
 
+TOKEN_OPS = frozenset({"attention", "norm", "act", "reduce"})
+
+
+def _tokenwise(k: Kernel) -> bool:
+    """A kernel on a (batch, tokens, channels) tensor (a transformer's), not on an NCHW map."""
+    return k.op in TOKEN_OPS or (k.op in ("linear", "add") and k.rows > 1)
+
+
 def input_shape(k: Kernel) -> tuple[int, ...]:
     """Shape of the input tensor of kernel ``k``."""
+    if k.op == "attention":  # the fused q, k, v projections
+        return (k.batch, k.rows, 3 * k.cin)
+    if _tokenwise(k):
+        return (k.batch, k.rows, k.cin)
     return (k.batch, k.cin) if k.op == "linear" else (k.batch, k.cin, k.h_in, k.h_in)
 
 
 def _out_shape(k: Kernel) -> tuple[int, ...]:
+    if k.op == "reduce":
+        return (k.batch, k.h_out, k.cin)
+    if _tokenwise(k):
+        return (k.batch, k.rows, k.cout)
     return (k.batch, k.cout) if k.op == "linear" else (k.batch, k.cout, k.h_out, k.h_out)
 
 
@@ -49,9 +69,83 @@ class _Graph:
         self.nodes.append(helper.make_node(op, inputs, [out], **attrs))
         return out
 
+    def const(self, values: list[int] | np.ndarray, prefix: str = "c") -> str:
+        name = self.name(prefix)
+        self.inits.append(numpy_helper.from_array(np.asarray(values, dtype=np.int64), name))
+        return name
+
+    def gelu(self, x: str) -> str:
+        """x * 0.5 * (1 + erf(x / sqrt 2)): the pattern onnxruntime fuses into one Gelu kernel."""
+        e = self.node("Erf", [self.node("Div", [x, self.init(np.array(np.sqrt(2.0)))])])
+        return self.node("Mul", [self.node("Mul", [x, self.node("Add", [e, self.init(np.array(1.0))])]),
+                                 self.init(np.array(0.5))])
+
+    def attention(self, k: Kernel, x: str) -> str:
+        """softmax(q kᵀ / sqrt d) v over ``groups`` heads, from the fused (B, T, 3·h·d) projections."""
+        b, t, h = k.batch, k.rows, k.groups
+        d = k.cin // h
+        qkv = self.node("Transpose", [self.node("Reshape", [x, self.const([b, t, 3, h, d])])], perm=[2, 0, 3, 1, 4])
+        q, kk, v = (self.node("Gather", [qkv, self.const(np.array(i))], axis=0) for i in range(3))
+        scores = self.node("Mul", [self.node("MatMul", [q, self.node("Transpose", [kk], perm=[0, 1, 3, 2])]),
+                                   self.init(np.array(1.0 / np.sqrt(d)))])
+        out = self.node("MatMul", [self.node("Softmax", [scores], axis=-1), v])
+        return self.node("Reshape", [self.node("Transpose", [out], perm=[0, 2, 1, 3]), self.const([b, t, h * d])])
+
+    def reduce(self, k: Kernel, x: str) -> str:
+        """Token reduction from ``h_in`` to ``h_out`` tokens, CLS (token 0) kept.
+
+        ``topk``: scores, TopK, a gather of the kept tokens and one fused token (a weighted sum of all);
+        ``tome``: bipartite matching (cosine similarities of alternate tokens, ArgMax, TopK of the best
+        edges) and a scatter-add of the merged tokens into their partners. The real subnet's scores come
+        from its attention; these graphs have the same ops and shapes.
+        """
+        b, t_in, t_out, c = k.batch, k.h_in, k.h_out, k.cin
+        cls = self.node("Slice", [x, self.const([0]), self.const([1]), self.const([1])])
+        rest = self.node("Slice", [x, self.const([1]), self.const([t_in]), self.const([1])])
+        n = t_in - 1
+        if k.variant == "tome":
+            a = self.node("Slice", [rest, self.const([0]), self.const([n]), self.const([1]), self.const([2])])
+            bb = self.node("Slice", [rest, self.const([1]), self.const([n]), self.const([1]), self.const([2])])
+            na = (n + 1) // 2
+            r = min(t_in - t_out, na)
+            unit = self.node("Div", [a, self.node("ReduceL2", [a], axes=[-1], keepdims=1)])
+            sim = self.node("MatMul", [unit, self.node("Transpose", [bb], perm=[0, 2, 1])])
+            best = self.node("ReduceMax", [sim], axes=[-1], keepdims=0)
+            partner = self.node("ArgMax", [sim], axis=-1, keepdims=0)
+            order = self.name("t")
+            self.nodes.append(helper.make_node("TopK", [best, self.const([na])], [self.name("t"), order], axis=-1))
+            src_idx = self.node("Slice", [order, self.const([0]), self.const([r]), self.const([1])])
+            keep_idx = self.node("Slice", [order, self.const([r]), self.const([na]), self.const([1])])
+
+            def take(tokens: str, idx: str, m: int) -> str:
+                full = self.node("Expand", [self.node("Unsqueeze", [idx, self.const([-1])]), self.const([b, m, c])])
+                return self.node("GatherElements", [tokens, full], axis=1)
+
+            src = take(a, src_idx, r)
+            dst = self.node("GatherElements", [partner, src_idx], axis=1)
+            dst_full = self.node("Expand", [self.node("Unsqueeze", [dst, self.const([-1])]), self.const([b, r, c])])
+            merged = self.name("t")
+            self.nodes.append(helper.make_node("ScatterElements", [bb, dst_full, src], [merged], axis=1,
+                                               reduction="add"))
+            kept = take(a, keep_idx, na - r)
+            return self.node("Concat", [cls, kept, merged], axis=1)
+        keep = t_out - 2 if t_out - 2 >= 1 and t_out < t_in else t_out - 1  # a fused token when tokens are dropped
+        score = self.node("ReduceSum", [rest, self.const([-1])], keepdims=0)
+        idx = self.name("t")
+        self.nodes.append(helper.make_node("TopK", [score, self.const([keep])], [self.name("t"), idx], axis=-1))
+        full = self.node("Expand", [self.node("Unsqueeze", [idx, self.const([-1])]), self.const([b, keep, c])])
+        kept = self.node("GatherElements", [rest, full], axis=1)
+        parts = [cls, kept]
+        if keep == t_out - 2:
+            weights = self.node("Softmax", [self.node("Unsqueeze", [score, self.const([1])])], axis=-1)
+            parts.append(self.node("MatMul", [weights, rest]))
+        return self.node("Concat", parts, axis=1)
+
     def act(self, act: str, x: str) -> str:
         if act == "none":
             return x
+        if act == "gelu":
+            return self.gelu(x)
         if act == "relu6":
             return self.node("Clip", [x, self.init(np.array(0.0)), self.init(np.array(6.0))])
         if act not in _ACTS:
@@ -83,6 +177,19 @@ class _Graph:
         if k.op == "decide":  # softmax → max → compare with a threshold, as an exported exit does
             p = self.node("ReduceMax", [self.node("Softmax", [x], axis=1)], axes=[1], keepdims=0)
             return self.node("GreaterOrEqual", [self.node("ReduceMin", [p], keepdims=0), self.init(np.array(0.5))]), 0
+        if k.op == "attention":
+            return self.attention(k, x), 3
+        if k.op == "norm":
+            scale, bias = self.init(np.ones(k.cin)), self.init(np.zeros(k.cin))
+            return self.node("LayerNormalization", [x, scale, bias], axis=-1), 3
+        if k.op == "act":
+            return self.act(k.act if k.act != "none" else "gelu", x), rank
+        if k.op == "reduce":
+            return self.reduce(k, x), 3
+        if k.op == "linear" and rank == 3 and k.rows > 1:
+            w = self.init(self.rng.normal(0.0, 0.1, (k.cin, k.cout)))
+            b = self.init(self.rng.normal(0.0, 0.1, k.cout))
+            return self.act(k.act, self.node("Add", [self.node("MatMul", [x, w]), b])), 3
         if k.op == "linear":
             if rank != 2:
                 x = self.node("Flatten", [x], axis=1)
@@ -90,7 +197,7 @@ class _Graph:
             b = self.init(self.rng.normal(0.0, 0.1, k.cout))
             return self.act(k.act, self.node("Gemm", [x, w, b], transB=1)), 2
         raise CalibrationError(f"no ONNX graph for kernel op '{k.op}' ({k.name}); the host LUT supports "
-                               "conv, dwconv, add, pool and linear.")
+                               "conv, dwconv, add, pool, linear, attention, norm, act and reduce.")
 
 
 def _model(graph: onnx.GraphProto) -> bytes:
@@ -114,7 +221,7 @@ def chain_graph(kernels: Sequence[Kernel], rng: np.random.Generator) -> bytes:
         x = y
     if x == "x":
         x = g.node("Identity", [x])
-    out_shape = _out_shape(kernels[-1]) if rank == 4 or kernels[-1].op == "linear" else None
+    out_shape = _out_shape(kernels[-1]) if rank in (3, 4) or kernels[-1].op == "linear" else None
     out_type = TensorProto.BOOL if kernels[-1].op == "decide" else TensorProto.FLOAT
     graph = helper.make_graph(
         g.nodes, "+".join(k.shape_key for k in kernels),

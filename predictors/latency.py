@@ -23,7 +23,7 @@ from hw_profiles import DeviceProfile, load_profile
 from predictors.errors import CalibrationError
 from predictors.host_latency import host_predictor
 from predictors.roofline import roofline_predictor
-from predictors.units import cache_root, check_cnn
+from predictors.units import cache_root, check_costed
 from supernet.space import SubnetConfig
 
 
@@ -60,7 +60,7 @@ def latency_predictor(device: str | Path | DeviceProfile, arch_config: Any, *, c
     (published devices only: the host table is timed at batch 1).
     """
     profile = device if isinstance(device, DeviceProfile) else load_profile(device)
-    config = check_cnn(arch_config)
+    config = check_costed(arch_config)
     if profile.measured:
         if batch != 1:
             raise CalibrationError(f"device '{profile.name}' is measured at batch 1 only; drop --batch, or search a "

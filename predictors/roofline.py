@@ -25,7 +25,7 @@ from hw_profiles import DeviceProfile
 from predictors.errors import CalibrationError
 from predictors.kernels import Kernel, reference_kernels
 from predictors.units import UnitTable
-from supernet.cnn import CNNConfig
+from supernet.cost import CostedConfig
 from supernet.space import SubnetConfig
 
 BYTES_PER_ELEMENT = {"fp32": 4, "fp16": 2, "int8": 1}
@@ -122,7 +122,7 @@ def fit_roofline(profile: DeviceProfile, *, loss: str = "linear") -> tuple[Roofl
 class RooflinePredictor:
     """Latency of subnets on a published device, from a fitted roofline (see module doc)."""
 
-    def __init__(self, profile: DeviceProfile, arch_config: CNNConfig, params: RooflineParams,
+    def __init__(self, profile: DeviceProfile, arch_config: CostedConfig, params: RooflineParams,
                  fit_rows: list[dict[str, Any]], *, precision: str | None = None, power_mode: str | None = None,
                  batch: int = 1):
         self.device = profile.name
@@ -184,7 +184,7 @@ class RooflinePredictor:
         }
 
 
-def roofline_predictor(profile: DeviceProfile, arch_config: CNNConfig, *,
+def roofline_predictor(profile: DeviceProfile, arch_config: CostedConfig, *,
                        power_mode: str | None = None, batch: int = 1) -> RooflinePredictor:
     """Fit the profile's roofline (on all its points, whatever their mode) and bind it to ``arch_config``
     at ``power_mode`` (default: the profile's default mode; peak compute scales with its clocks and units),

@@ -1,9 +1,10 @@
-"""A subnet's cost as a constant plus one term per block: fast, vectorised prediction.
+"""A subnet's cost as a constant plus one term per unit: fast, vectorised prediction.
 
-Every kernel of a CNN subnet belongs to a *unit*: ``stem``, a block ``b<i>`` (expand, dw,
-project and residual add) or the ``tail`` (head, pool, classifier). A block's kernels depend
-only on that block's width choice, so any cost that sums over units is
-``constant + sum_i table[i, widths[i]]``. :class:`UnitTable` stores that form, so predicting
+Every kernel of a subnet belongs to a *unit*: ``stem``, a block ``b<i>``, an exit head ``x<e>`` or
+the ``tail`` (:func:`supernet.cost.unit_of`). A family splits its blocks into *cost terms* whose
+kernels take one of a few variants (:class:`supernet.cost.CostTerms`: a CNN block's width; a ViT
+block's attention, token reduction and MLP), so any cost that sums over kernels is
+``constant + sum_t table[t, choice_t]``. :class:`UnitTable` stores that form, so predicting
 thousands of subnets is one numpy gather.
 """
 
@@ -12,26 +13,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from predictors.kernels import Kernel, exit_kernels, subnet_kernels
-from supernet.cnn import CNNConfig
+from predictors.kernels import Kernel, exit_kernels, layer_kernels
+from supernet.cost import CostedConfig, check_costed, unit_of
 from supernet.errors import ConfigError
 from supernet.space import SubnetConfig
 
-_BLOCK = re.compile(r"^([bx]\d+)\.")
-
-
-def unit_of(kernel_name: str) -> str:
-    """``b3.dw`` → ``b3``; ``x1.fc1`` → ``x1`` (exit head 1); ``stem`` → ``stem``; anything after the
-    blocks → ``tail``."""
-    m = _BLOCK.match(kernel_name)
-    return m.group(1) if m else ("stem" if kernel_name == "stem" else "tail")
+__all__ = ["UnitTable", "arch_hash", "cache_root", "check_costed", "unit_key", "unit_of", "units"]
 
 
 def units(kernels: Sequence[Kernel]) -> dict[str, list[Kernel]]:
@@ -47,13 +40,7 @@ def unit_key(kernels: Sequence[Kernel]) -> str:
     return "+".join(k.shape_key for k in kernels)
 
 
-def check_cnn(arch_config: object) -> CNNConfig:
-    if not isinstance(arch_config, CNNConfig):
-        raise ConfigError(f"latency predictors support CNN supernets (CNNConfig), but got {type(arch_config).__name__}.")
-    return arch_config
-
-
-def arch_hash(arch_config: CNNConfig) -> str:
+def arch_hash(arch_config: CostedConfig) -> str:
     """Stable 16-hex-digit hash of an architecture config (cache keys)."""
     text = json.dumps({"family": arch_config.family, **arch_config.to_dict()}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -67,67 +54,89 @@ def cache_root() -> Path:
 
 @dataclass(frozen=True)
 class UnitTable:
-    """``cost(subnet) = constant + sum_i table[i, widths[i]]`` for one arch config.
+    """``cost(subnet) = constant + sum_t table[t, choice_t]`` for one arch config.
 
-    For early exits it also knows ``stem`` (the part of ``constant`` spent before block 0), the
-    cost of each exit head (``heads``, decision included) and the blocks they follow
-    (``exit_blocks``), so :meth:`exit_costs` gives the cost of leaving at each exit.
+    ``choices`` maps subnets to each term's variant (``CostedConfig.term_choices``). For early exits
+    it also knows ``stem`` (the part of ``constant`` spent before block 0), the cost of each exit head
+    (``heads``, decision included), the blocks they follow (``exit_blocks``) and each term's block
+    (``term_blocks``), so :meth:`exit_costs` gives the cost of leaving at each exit.
     """
 
     constant: float
-    table: np.ndarray  # (n_blocks, n_width_choices)
+    table: np.ndarray  # (n_terms, max variants); unused cells are 0 and never gathered
     stem: float = 0.0
     heads: tuple[float, ...] = ()
     exit_blocks: tuple[int, ...] = ()
+    term_blocks: tuple[int, ...] = ()
+    choices: Callable[[Sequence[SubnetConfig]], np.ndarray] | None = None
 
     @classmethod
-    def build(cls, arch_config: CNNConfig, cost: Callable[[list[Kernel]], float], *,
+    def build(cls, arch_config: CostedConfig, cost: Callable[[list[Kernel]], float], *,
               bytes_per_element: int = 4, batch: int = 1) -> UnitTable:
-        """Evaluate ``cost`` once per unit shape (uniform subnets cover every block at every width), for
+        """Evaluate ``cost`` once per term variant (and on the stem, the tail and each exit head), for
         kernels at ``batch`` images a launch."""
-        space = arch_config.space()
-        table = np.zeros((space.n_blocks, len(space.width_choices)))
-        constant = stem = 0.0
-        for j in range(len(space.width_choices)):
-            groups = units(subnet_kernels(arch_config, space.uniform(j), bytes_per_element=bytes_per_element,
-                                          batch=batch))
-            for name, ks in groups.items():
-                if name.startswith("b"):
-                    table[int(name[1:]), j] = cost(ks)
-                elif j == 0:
-                    constant += cost(ks)
-                    stem += cost(ks) if name == "stem" else 0.0
-        heads = tuple(float(cost(exit_kernels(arch_config, e, bytes_per_element=bytes_per_element, batch=batch)))
-                      for e in range(len(arch_config.exit_blocks)))
-        return cls(float(constant), table, float(stem), heads, tuple(arch_config.exit_blocks))
+        config = check_costed(arch_config)
+        terms = config.cost_terms()
+
+        def price(layers: Sequence[dict]) -> float:
+            return float(cost(layer_kernels(layers, bytes_per_element=bytes_per_element, batch=batch))) if layers else 0.0
+
+        table = np.zeros((len(terms.names), max(terms.n_variants, default=1)))
+        for t, variants in enumerate(terms.variants):
+            for v, layers in enumerate(variants):
+                table[t, v] = price(layers)
+        stem = price(terms.stem)
+        heads = tuple(float(cost(exit_kernels(config, e, bytes_per_element=bytes_per_element, batch=batch)))
+                      for e in range(len(config.exit_blocks)))
+        return cls(stem + price(terms.tail), table, stem, heads, tuple(config.exit_blocks), tuple(terms.blocks),
+                   config.term_choices)
+
+    def with_values(self, constant: float, table: np.ndarray, stem: float, heads: tuple[float, ...]) -> UnitTable:
+        """The same terms and choices with other costs (a fitted correction)."""
+        return UnitTable(float(constant), table, float(stem), tuple(heads), self.exit_blocks, self.term_blocks,
+                         self.choices)
+
+    def choice_matrix(self, subnets: Sequence[SubnetConfig]) -> np.ndarray:
+        """``(n, n_terms)`` variant of every term (validated against the table's shape)."""
+        if self.choices is not None:
+            idx = np.asarray(self.choices(subnets), dtype=np.int64)
+        else:
+            idx = np.asarray([s.widths for s in subnets], dtype=np.int64)
+        if idx.ndim != 2 or idx.shape[1] != self.table.shape[0]:
+            raise ConfigError(f"subnets must map to {self.table.shape[0]} cost terms each, but got shape {idx.shape}.")
+        if idx.size and (idx.min() < 0 or idx.max() >= self.table.shape[1]):
+            raise ConfigError(f"term variants must be in [0, {self.table.shape[1] - 1}], but got "
+                              f"[{idx.min()}, {idx.max()}].")
+        return idx
+
+    def _per_term(self, subnets: Sequence[SubnetConfig]) -> np.ndarray:
+        return self.table[np.arange(self.table.shape[0]), self.choice_matrix(subnets)]
 
     def __call__(self, subnets: Sequence[SubnetConfig]) -> np.ndarray:
         if len(subnets) == 0:
             return np.zeros(0)
-        widths = np.asarray([s.widths for s in subnets], dtype=np.int64)
-        if widths.ndim != 2 or widths.shape[1] != self.table.shape[0]:
-            raise ConfigError(f"subnets must have {self.table.shape[0]} width indices each, but got shape {widths.shape}.")
-        if widths.min() < 0 or widths.max() >= self.table.shape[1]:
-            raise ConfigError(f"width indices must be in [0, {self.table.shape[1] - 1}], but got "
-                              f"[{widths.min()}, {widths.max()}].")
-        return self.constant + self.table[np.arange(self.table.shape[0]), widths].sum(axis=1)
+        return self.constant + self._per_term(subnets).sum(axis=1)
 
     def exit_costs(self, subnets: Sequence[SubnetConfig]) -> np.ndarray:
         """``(n, E + 1)``: the cost of leaving at each exit (enabled or not), then at the final classifier.
 
-        Leaving at exit ``e`` costs the stem, the blocks up to it, head ``e`` and every *enabled*
-        head before it; the last column is the whole subnet plus every enabled head (all exits fail).
+        Leaving at exit ``e`` costs the stem, the terms of the blocks up to it, head ``e`` and every
+        *enabled* head before it; the last column is the whole subnet plus every enabled head (all exits fail).
         """
-        total = self(subnets)
-        n, n_exits = len(total), len(self.heads)
+        n_exits = len(self.heads)
+        n = len(subnets)
         if n == 0:
             return np.zeros((0, n_exits + 1))
-        widths = np.asarray([s.widths for s in subnets], dtype=np.int64)
-        per_block = self.table[np.arange(self.table.shape[0]), widths]
-        upto = self.stem + np.cumsum(per_block, axis=1)
+        per_term = self._per_term(subnets)
+        total = self.constant + per_term.sum(axis=1)
+        blocks = np.asarray(self.term_blocks or range(self.table.shape[0]))
         heads = np.asarray(self.heads, dtype=np.float64)
         on = np.asarray([s.exits or (0,) * n_exits for s in subnets], dtype=np.float64).reshape(n, n_exits)
         paid = on * heads
         before = np.cumsum(paid, axis=1) - paid
-        leave = upto[:, list(self.exit_blocks)] + before + heads if n_exits else np.zeros((n, 0))
+        if n_exits:
+            upto = np.column_stack([self.stem + per_term[:, blocks <= b].sum(axis=1) for b in self.exit_blocks])
+            leave = upto + before + heads
+        else:
+            leave = np.zeros((n, 0))
         return np.column_stack([leave, total + paid.sum(axis=1)])

@@ -8,13 +8,18 @@ Read top to bottom: :class:`CNNConfig` (the architecture, stored in every checkp
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from supernet.cost import CostTerms, unit_of
+from supernet.cost import count_macs as _count_macs
+from supernet.cost import exit_macs as _exit_macs
 from supernet.dynamic import SwitchableBatchNorm1d, SwitchableBatchNorm2d, get_importance, segment_sort
 from supernet.errors import ConfigError
 from supernet.space import SearchSpace, SubnetConfig
@@ -89,6 +94,27 @@ class CNNConfig:
         out_prev = self.stem_channels if block == 0 else self.blocks[block - 1][0]
         full = out_prev * self.blocks[block][2]
         return tuple(max(1, round(a * full)) for a in self.width_choices)
+
+    # ---- cost-model interface (supernet.cost.CostedConfig) ---------------------------------
+    def layers(self, subnet: SubnetConfig) -> list[dict[str, Any]]:
+        return cnn_layers(self, subnet)
+
+    def exit_layers(self, e: int) -> list[dict[str, Any]]:
+        return exit_layers(self, e)
+
+    def cost_terms(self) -> CostTerms:
+        """One term per block; its variant is the block's width choice (a block's kernels depend on nothing else)."""
+        space = self.space()
+        per_width = [cnn_layers(self, space.uniform(j)) for j in range(len(self.width_choices))]
+        variants = tuple(tuple(tuple(layer for layer in layers if unit_of(layer["name"]) == f"b{i}")
+                               for layers in per_width) for i in range(len(self.blocks)))
+        first = per_width[0]
+        return CostTerms(names=tuple(f"b{i}" for i in range(len(self.blocks))), blocks=tuple(range(len(self.blocks))),
+                         variants=variants, stem=tuple(r for r in first if unit_of(r["name"]) == "stem"),
+                         tail=tuple(r for r in first if unit_of(r["name"]) == "tail"))
+
+    def term_choices(self, subnets: Sequence[SubnetConfig]) -> np.ndarray:
+        return np.asarray([s.widths for s in subnets], dtype=np.int64).reshape(len(subnets), len(self.blocks))
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -274,11 +300,12 @@ class CNNSupernet(nn.Module):
         return cnn_layers(self.config, subnet)
 
 
-def _conv(name: str, cin: int, cout: int, k: int, stride: int, groups: int, hw: int) -> dict[str, Any]:
+def _conv(name: str, cin: int, cout: int, k: int, stride: int, groups: int, hw: int, act: str = "relu6") -> dict[str, Any]:
+    """A conv with its BN folded in and ``act`` fused after it (as TensorRT and onnxruntime run it)."""
     out = (hw + 2 * (k // 2) - k) // stride + 1
     return {"name": name, "op": "dwconv" if groups > 1 else "conv", "cin": cin, "cout": cout, "kernel": k,
             "stride": stride, "groups": groups, "h_in": hw, "h_out": out,
-            "macs": out * out * cout * (cin // groups) * k * k}
+            "macs": out * out * cout * (cin // groups) * k * k, "act": act}
 
 
 def cnn_layers(c: CNNConfig, subnet: SubnetConfig) -> list[dict[str, Any]]:
@@ -291,16 +318,17 @@ def cnn_layers(c: CNNConfig, subnet: SubnetConfig) -> list[dict[str, Any]]:
         layers.append(_conv(f"b{i}.expand", cin, k, 1, 1, 1, hw))
         layers.append(_conv(f"b{i}.dw", k, k, 3, stride, k, hw))
         hw = layers[-1]["h_out"]
-        layers.append(_conv(f"b{i}.project", k, cout, 1, 1, 1, hw))
+        layers.append(_conv(f"b{i}.project", k, cout, 1, 1, 1, hw, act="none"))
         if stride == 1 and cin == cout:
             layers.append({"name": f"b{i}.add", "op": "add", "cin": cout, "cout": cout, "kernel": 0, "stride": 1,
-                           "groups": 1, "h_in": hw, "h_out": hw, "macs": 0})
+                           "groups": 1, "h_in": hw, "h_out": hw, "macs": 0, "act": "none"})
         cin = cout
     layers.append(_conv("head", cin, c.head_channels, 1, 1, 1, hw))
     layers.append({"name": "pool", "op": "pool", "cin": c.head_channels, "cout": c.head_channels, "kernel": hw,
-                   "stride": 1, "groups": 1, "h_in": hw, "h_out": 1, "macs": 0})
+                   "stride": 1, "groups": 1, "h_in": hw, "h_out": 1, "macs": 0, "act": "none"})
     layers.append({"name": "classifier", "op": "linear", "cin": c.head_channels, "cout": c.num_classes, "kernel": 1,
-                   "stride": 1, "groups": 1, "h_in": 1, "h_out": 1, "macs": c.head_channels * c.num_classes})
+                   "stride": 1, "groups": 1, "h_in": 1, "h_out": 1, "macs": c.head_channels * c.num_classes,
+                   "act": "none"})
     return layers
 
 
@@ -314,7 +342,7 @@ def exit_layers(c: CNNConfig, e: int) -> list[dict[str, Any]]:
 
     def row(name: str, op: str, ci: int, co: int, k: int, h_in: int, h_out: int, macs: int) -> dict[str, Any]:
         return {"name": f"x{e}.{name}", "op": op, "cin": ci, "cout": co, "kernel": k, "stride": k or 1, "groups": 1,
-                "h_in": h_in, "h_out": h_out, "macs": macs}
+                "h_in": h_in, "h_out": h_out, "macs": macs, "act": "relu6" if name == "fc1" else "none"}
 
     layers = []
     if p < hw:
@@ -326,29 +354,13 @@ def exit_layers(c: CNNConfig, e: int) -> list[dict[str, Any]]:
 
 
 def count_macs(c: CNNConfig, subnet: SubnetConfig) -> int:
-    """Multiply-accumulates per image of the subnet with its exits off (the static network)."""
-    return int(sum(layer["macs"] for layer in cnn_layers(c, subnet)))
+    """Multiply-accumulates per image of the subnet with its exits off (see :func:`supernet.cost.count_macs`)."""
+    return _count_macs(c, subnet)
 
 
 def exit_macs(c: CNNConfig, subnet: SubnetConfig) -> list[int]:
-    """C_i in MACs: the cost of leaving at each exit (enabled or not), then at the final classifier.
-
-    C_i counts the backbone up to exit i, head i, and every *enabled* head before it; the last
-    entry is the whole backbone plus every enabled head (the worst case: all exits fail).
-    """
-    layers = cnn_layers(c, subnet)
-    upto: dict[str, int] = {}
-    total = 0
-    for layer in layers:
-        total += int(layer["macs"])
-        upto[str(layer["name"]).split(".")[0]] = total  # the last layer of a unit wins
-    exits = subnet.exits or (0,) * len(c.exit_blocks)
-    out, heads = [], 0
-    for e, b in enumerate(c.exit_blocks):
-        head = sum(int(r["macs"]) for r in exit_layers(c, e))
-        out.append(upto[f"b{b}"] + heads + head)
-        heads += head if exits[e] else 0
-    return [*out, total + heads]
+    """C_i in MACs of leaving at each exit, then at the final classifier (see :func:`supernet.cost.exit_macs`)."""
+    return _exit_macs(c, subnet)
 
 
 PRESETS: dict[str, CNNConfig] = {

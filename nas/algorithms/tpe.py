@@ -1,7 +1,8 @@
 """``optuna``: multi-objective TPE with a real SQLite study in the run folder.
 
-One categorical parameter per encoding position (``w0…`` block widths, ``x0…`` exit bits,
-``t0…`` token choices, ``cascade`` the width-cascade scout). The study ``dynnas-<device>-seed<seed>`` lives in
+One categorical parameter per encoding position (``w0…`` block widths, ``h0…`` attention heads,
+``x0…`` exit bits, ``t0…`` token keep ratios, ``method`` the token-reduction method, ``cascade`` the
+width-cascade scout). The study ``dynnas-<device>-seed<seed>`` lives in
 ``<run>/study.db``; with ``resume`` its finished trials are handed back to the driver (counted
 in the budget) and the search continues from them. The latency constraint is stored as the trial
 constraint ``latency_ms`` with ``Trial.set_constraint`` (optuna 5 deprecates the sampler's
@@ -73,8 +74,11 @@ class OptunaSearch(SearchAlgorithm):
 
     def _param_names(self) -> list[str]:
         s = self.space
-        return ([f"w{i}" for i in range(s.n_blocks)] + [f"x{i}" for i in range(len(s.exit_positions))]
-                + [f"t{i}" for i in range(s.n_token_positions)] + (["cascade"] if s.n_cascade else []))
+        heads = getattr(s, "head_choices", ())
+        methods = ["method"] if getattr(s, "token_methods", ()) and s.n_token_positions else []
+        return ([f"w{i}" for i in range(s.n_blocks)] + ([f"h{i}" for i in range(s.n_blocks)] if heads else [])
+                + [f"x{i}" for i in range(len(s.exit_positions))] + [f"t{i}" for i in range(s.n_token_positions)]
+                + methods + (["cascade"] if s.n_cascade else []))
 
     def _delete_existing(self) -> None:
         try:

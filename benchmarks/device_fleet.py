@@ -48,11 +48,11 @@ def run(loss: str) -> dict[str, Any]:
         q = profile_quality(profile, loss=loss)
         rows.append({**q.to_dict(), "kind": profile.kind, "runtime": profile.runtime,
                      "models": sorted({p.model for p in profile.calibration})})
-    header = f"{'device':<18} {'kind':<4} {'n':>2} {'LOO med %':>9} {'LOO max %':>9} {'fit max %':>9}  confidence"
+    header = f"{'device':<24} {'kind':<4} {'n':>2} {'LOO med %':>9} {'LOO max %':>9} {'fit max %':>9}  confidence"
     print(header)
     print("-" * len(header))
     for r in rows:
-        print(f"{r['device']:<18} {r['kind']:<4} {r['n_points']:>2} {_fmt(r['loo_median_abs_pct']):>9} "
+        print(f"{r['device']:<24} {r['kind']:<4} {r['n_points']:>2} {_fmt(r['loo_median_abs_pct']):>9} "
               f"{_fmt(r['loo_max_abs_pct']):>9} {_fmt(r['fit_max_abs_pct']):>9}  {r['confidence']}")
     return {"loss": loss, "low_confidence_min_points": LOW_CONFIDENCE_MIN_POINTS,
             "low_confidence_min_models": LOW_CONFIDENCE_MIN_MODELS,

@@ -66,6 +66,12 @@ DEVICE_ALIASES: Mapping[str, str] = {
     "jetson-orin-nx-16gb": "jetson-orin-nx",
     "nvidia-a100-sxm-80gb": "nvidia-a100",
     "raspberry-pi-4": "raspberry-pi-4",
+    "raspberry-pi-5": "raspberry-pi-5",
+    "jetson-orin-nano-8gb": "jetson-orin-nano",
+    "jetson-orin-nano-8gb-super": "jetson-orin-nano-super",
+    "coral-edgetpu": "coral-edgetpu",
+    "snapdragon-8-gen-2": "snapdragon-8-gen-2",
+    "xeon-platinum-8481c": "xeon-8481c",
 }
 # CSV model name (the part before " (") -> reference model.
 MODEL_ALIASES: Mapping[str, str] = {
@@ -73,6 +79,8 @@ MODEL_ALIASES: Mapping[str, str] = {
     "ssd-mobilenet-v1": "ssd_mobilenet_v1",
     "ssd-mobilenet-v1-coco": "ssd_mobilenet_v1",
     "mobilenet-v1-1.0-224": "mobilenet_v1",
+    "mobilenet-v1-1.0-160": "mobilenet_v1",  # the row's `input` column carries the resolution
+    "mobilenet-v1-1.0-192": "mobilenet_v1",
     "mobilenet-v2-1.0-224": "mobilenet_v2",
     "mobilenet-v3-large-224-1.0": "mobilenet_v3_large",
     "efficientnet-lite0": "efficientnet_lite0",
@@ -86,9 +94,16 @@ FUSION_OF_RUNTIME: Mapping[str, str] = {
     # fusion_rules.yaml has no TFLite family. The TFLite converter folds BN and fuses activations
     # into convs, as onnxruntime's CPU rules do; the nearest family, flagged in the results.
     "tflite": "onnxruntime-cpu",
+    # No family for these either; each folds BN and fuses activations into convs like onnxruntime CPU.
+    "executorch-xnnpack": "onnxruntime-cpu",
+    "tflite-edgetpu": "onnxruntime-cpu",
+    "tflite-qnn": "onnxruntime-cpu",
 }
 FUSION_NOTES: Mapping[str, str] = {
     "tflite": "fusion_rules.yaml has no tflite family: onnxruntime-cpu rules used as the nearest CPU runtime",
+    "executorch-xnnpack": "fusion_rules.yaml has no XNNPACK family: onnxruntime-cpu rules used as the nearest CPU runtime",
+    "tflite-edgetpu": "fusion_rules.yaml has no Edge TPU family: onnxruntime-cpu rules (conv+BN+act) used as the nearest",
+    "tflite-qnn": "fusion_rules.yaml has no QNN family: onnxruntime-cpu rules (conv+BN+act, attention split) used as the nearest",
 }
 LATENCY_UNITS: Mapping[str, float] = {"ms": 1.0, "s": 1e3, "us": 1e-3, "µs": 1e-3}  # -> ms
 THROUGHPUT_UNITS = ("samples/s", "sample/s", "qps", "fps", "img/s", "images/s", "inferences/s")
@@ -134,7 +149,8 @@ def _clock_mode(profile: DeviceProfile, device_text: str) -> str | None:
     if not m:
         return None
     mhz = float(m.group(1)) * 1e3
-    hits = [pm.name for pm in profile.power_modes if abs(pm.gpu_clock_mhz.value - mhz) < 1.0]
+    hits = [pm.name for pm in profile.power_modes
+            if pm.gpu_clock_mhz is not None and abs(pm.gpu_clock_mhz.value - mhz) < 1.0]
     return hits[0] if len(hits) == 1 else None
 
 
@@ -178,6 +194,9 @@ def build_rows(csv_rows: Iterable[Mapping[str, str]],
         model = MODEL_ALIASES.get(base_model, base_model.replace("-", "_"))
         if model not in REFERENCE_MODELS:
             skip(row, f"model {row['model']!r} is not a reference model")
+            continue
+        if not row["batch"].strip().isdigit():
+            skip(row, f"batch not stated ({row['batch']!r}): a figure of unknown batch is not a per-query latency")
             continue
         batch, resolution = int(row["batch"]), int(row["input"])
         precision = PRECISION_ALIASES.get(row["precision"].strip().lower(), row["precision"].strip().lower())
@@ -341,41 +360,42 @@ def print_tables(mat: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]], 
     devices = list(dict.fromkeys(m["device"] for m in mat))
     models = list(REFERENCE_MODELS)
     print("Predicted batch-1 latency (ms), default precision and power mode, ONNX-graph path:")
-    head = f"{'model':<19}" + "".join(f"{d:>16}" for d in devices)
+    width = {d: max(16, len(d) + 1) for d in devices}
+    head = f"{'model':<19}" + "".join(f"{d:>{width[d]}}" for d in devices)
     print(head)
-    sub = f"{'':<19}" + "".join(f"{next(m['precision'] + ' ' + m['power_mode'] for m in mat if m['device'] == d):>16}"
-                                for d in devices)
+    sub = f"{'':<19}" + "".join(
+        f"{next(m['precision'] + ' ' + m['power_mode'] for m in mat if m['device'] == d):>{width[d]}}" for d in devices)
     print(sub)
     print("-" * len(head))
     for model in models:
         cells = {m["device"]: m["predicted_ms"] for m in mat if m["model"] == model}
-        print(f"{model:<19}" + "".join(f"{_f(cells[d], '.3f'):>16}" for d in devices))
+        print(f"{model:<19}" + "".join(f"{_f(cells[d], '.3f'):>{width[d]}}" for d in devices))
     print()
     print("Published rows (err = pred/pub - 1; LOO / LCO refit without the point / its config; "
           "'=' out of sample):")
-    head = (f"{'id':<22} {'device':<15} {'model':<18} {'b':>2} {'prec':<5} {'mode':<8} {'pub ms':>9} "
+    head = (f"{'id':<27} {'device':<22} {'model':<18} {'b':>2} {'prec':<5} {'mode':<10} {'pub ms':>9} "
             f"{'pred ms':>9} {'in %':>7} {'LOO %':>7} {'LCO %':>7}  quality")
     print(head)
     print("-" * len(head))
     for r in rows:
         oos = r["out_of_sample"]
-        print(f"{r['id']:<22} {r['device']:<15} {r['model']:<18} {r['batch']:>2} {r['precision']:<5} "
-              f"{r['power_mode']:<8} {r['published_ms']:>9.3f} {r['predicted_ms']:>9.3f} {r['in_sample_pct']:>+7.1f} "
+        print(f"{r['id']:<27} {r['device']:<22} {r['model']:<18} {r['batch']:>2} {r['precision']:<5} "
+              f"{r['power_mode']:<10} {r['published_ms']:>9.3f} {r['predicted_ms']:>9.3f} {r['in_sample_pct']:>+7.1f} "
               f"{'=' if oos else format(r['loo_pct'], '+.1f'):>7} {'=' if oos else format(r['lco_pct'], '+.1f'):>7}"
               f"  {r['quality']}")
     print()
     print(f"Skipped rows ({len(skipped)}):")
     for s in skipped:
-        print(f"  {s['id']:<22} {s['reason']}")
+        print(f"  {s['id']:<27} {s['reason']}")
     print()
     print(f"Summary (|err| <= {TOLERANCE_PCT:.0f} %, target >= {TARGET_FRACTION:.0%}; headline = LOO):")
-    head = (f"{'device':<15} {'n':>3} {'oos':>3} {'LOO in25':>8} {'LOO med':>8} {'LOO max':>8} "
+    head = (f"{'device':<22} {'n':>3} {'oos':>3} {'LOO in25':>8} {'LOO med':>8} {'LOO max':>8} "
             f"{'LCO in25':>8} {'LCO med':>8} {'fit in25':>8} {'fit med':>8}")
     print(head)
     print("-" * len(head))
     for name, s in summary.items():
         loo, lco, fit = s["loo"], s["leave_config_out"], s["in_sample"]
-        print(f"{name:<15} {loo['n']:>3} {s['out_of_sample_rows']:>3} {_f(_x100(loo['within_25_pct']), '.0f'):>7}% "
+        print(f"{name:<22} {loo['n']:>3} {s['out_of_sample_rows']:>3} {_f(_x100(loo['within_25_pct']), '.0f'):>7}% "
               f"{_f(loo['median_abs_pct']):>8} {_f(loo['max_abs_pct']):>8} {_f(_x100(lco['within_25_pct']), '.0f'):>7}% "
               f"{_f(lco['median_abs_pct']):>8} {_f(_x100(fit['within_25_pct']), '.0f'):>7}% "
               f"{_f(fit['median_abs_pct']):>8}")

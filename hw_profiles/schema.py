@@ -21,13 +21,18 @@ class PowerMode(Frozen):
     """One power/clock setting of the device (an nvpmodel mode on Jetson).
 
     ``gpu_clock_mhz`` is the clock of the compute engine: the GPU for ``kind="gpu"``, the core
-    clock for ``kind="cpu"``. ``compute_units`` is how many units are powered in this mode (GPU
-    TPCs, CPU cores); peak compute scales with clock x units, see ``DeviceProfile.compute_scale``.
+    clock for ``kind="cpu"``, the accelerator clock for ``kind="npu"``. ``compute_units`` is how many
+    units are powered in this mode (GPU TPCs, CPU cores); peak compute scales with clock x units, see
+    ``DeviceProfile.compute_scale``.
+
+    ``power_w`` and ``gpu_clock_mhz`` may be left out where the vendor publishes no figure (say so in
+    ``notes``; never guess one): a mode without a clock cannot be scaled against another, so only a
+    profile with a single power mode may omit it.
     """
 
     name: str
-    power_w: Quantity
-    gpu_clock_mhz: Quantity
+    power_w: Quantity | None = None
+    gpu_clock_mhz: Quantity | None = None
     cpu_clock_mhz: Quantity | None = None
     compute_units: Quantity | None = None
     notes: str = ""
@@ -39,8 +44,8 @@ class PowerMode(Frozen):
 
     @field_validator("power_w")
     @classmethod
-    def _power_unit(cls, q: Quantity) -> Quantity:
-        return expect_unit(q, ("W",), "power_w")
+    def _power_unit(cls, q: Quantity | None) -> Quantity | None:
+        return None if q is None else expect_unit(q, ("W",), "power_w")
 
     @field_validator("gpu_clock_mhz", "cpu_clock_mhz")
     @classmethod
@@ -61,7 +66,8 @@ class CalibrationPoint(Frozen):
     batch: int = Field(strict=True, ge=1)
     precision: Precision
     latency_ms: Quantity
-    statistic: Literal["median", "mean", "p90", "p99", "min"] = "median"
+    # "unstated": the source gives one latency figure without saying which statistic it is.
+    statistic: Literal["median", "mean", "p90", "p99", "min", "unstated"] = "median"
     throughput: str | None = None
     runtime: str
     power_mode: str
@@ -191,6 +197,13 @@ class DeviceProfile(Frozen):
                 f"default_precision {self.default_precision!r} has no entry in peak_compute "
                 f"({', '.join(self.peak_compute)}); add peak_compute.{self.default_precision} or change it"
             )
+        unclocked = [m.name for m in self.power_modes if m.gpu_clock_mhz is None]
+        if unclocked and len(modes) > 1:
+            raise ValueError(
+                f"power mode(s) {', '.join(unclocked)} have no gpu_clock_mhz, but the profile has {len(modes)} "
+                "power modes and peak compute scales between modes by clock; cite each mode's clock or keep "
+                "a single mode"
+            )
         if self.default_power_mode not in modes:
             raise ValueError(
                 f"default_power_mode {self.default_power_mode!r} names no power mode; use one of: "
@@ -239,12 +252,14 @@ class DeviceProfile(Frozen):
     def compute_scale(self, mode: str | None = None) -> float:
         """Peak compute of ``mode`` relative to the fastest mode: clock x units over the maximum.
 
-        A mode without ``compute_units`` counts as having as many as the fastest mode.
+        A mode without ``compute_units`` counts as having as many as the fastest mode; a mode without
+        ``gpu_clock_mhz`` (allowed only in a single-mode profile) has scale 1.
         """
 
         def capacity(m: PowerMode, units_max: float) -> float:
             units = m.compute_units.value if m.compute_units is not None else units_max
-            return m.gpu_clock_mhz.value * units
+            clock = m.gpu_clock_mhz.value if m.gpu_clock_mhz is not None else 1.0
+            return clock * units
 
         units_max = max((m.compute_units.value for m in self.power_modes if m.compute_units), default=1.0)
         best = max(capacity(m, units_max) for m in self.power_modes)

@@ -1,4 +1,9 @@
-"""Subnet extraction: a pure function from (supernet, config) to a new static module."""
+"""Subnet extraction: a pure function from (supernet, config) to a new static module.
+
+:func:`extract` dispatches on the supernet's family through :mod:`supernet.registry` (each
+:class:`supernet.registry.Family` names its extraction function), so callers need no family
+branches: :func:`extract_cnn` gives a :class:`StaticCNN`, :func:`extract_vit` a :class:`StaticViT`.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,16 @@ from torch import nn
 from supernet.cnn import CNNSupernet
 from supernet.space import SubnetConfig
 from supernet.static import StaticCNN
+from supernet.static_vit import StaticViT
+from supernet.vit import ViTSupernet
+
+
+def extract(supernet: nn.Module, subnet: SubnetConfig) -> nn.Module:
+    """Copy the sliced weights of ``subnet`` into a new static module of the supernet's family
+    (eval mode, on the supernet's device). The supernet is left untouched."""
+    from supernet.registry import get_family  # the registry imports this module
+
+    return get_family(supernet.config.family).extract(supernet, subnet)
 
 
 @torch.no_grad()
@@ -21,7 +36,7 @@ def _copy_bn(dst: nn.BatchNorm2d, src: nn.BatchNorm2d) -> None:
 
 
 @torch.no_grad()
-def extract(supernet: CNNSupernet, subnet: SubnetConfig) -> StaticCNN:
+def extract_cnn(supernet: CNNSupernet, subnet: SubnetConfig) -> StaticCNN:
     """Copy the sliced weights of ``subnet`` into a new :class:`StaticCNN` (eval mode, on CPU).
 
     Every exit head of the supernet is copied (the subnet's exit mask only decides which ones an
@@ -56,4 +71,49 @@ def extract(supernet: CNNSupernet, subnet: SubnetConfig) -> StaticCNN:
         dst.fc1.weight.copy_(src.fc1.weight)
         dst.classifier.load_state_dict(src.classifier.state_dict())
         _copy_bn(dst.bn, src.bn.bns[idx])
+    return model.to(supernet.mean.device).eval()
+
+
+@torch.no_grad()
+def extract_vit(supernet: ViTSupernet, subnet: SubnetConfig) -> StaticViT:
+    """Copy the sliced weights of ``subnet`` (first heads, first MLP channels) into a new
+    :class:`StaticViT` with this subnet's fixed token counts (eval mode).
+
+    Every exit head is copied (the exit mask decides which ones a policy may use). The conv
+    stem's BN statistics are the supernet's (shared by all subnets); :func:`supernet.bn.recalibrate`
+    works on the result as on a CNN.
+    """
+    c = supernet.config
+    plan = c.block_plan(subnet)
+    model = StaticViT(in_channels=c.in_channels, stem_channels=c.stem_channels, stem_layers=c.stem_layers,
+                      stem_stride=c.stem_stride, patch=c.patch, dim=c.dim, head_dim=c.head_dim, n_patches=c.n_patches,
+                      blocks=[(p.heads, p.hidden, p.reduce, p.cls_only) for p in plan], num_classes=c.num_classes,
+                      dropout=c.dropout, exit_blocks=c.exit_blocks)
+    model.mean.copy_(supernet.mean)
+    model.std.copy_(supernet.std)
+    model.stem.load_state_dict(supernet.embed.state_dict())
+    for dst, src, p in zip(model.blocks, supernet.blocks, plan, strict=True):
+        a = p.heads * c.head_dim
+        w, b = src.qkv_weights(p.heads)
+        if p.cls_only:
+            dst.q.weight.copy_(w[:a])
+            dst.q.bias.copy_(b[:a])
+            dst.kv.weight.copy_(w[a:])
+            dst.kv.bias.copy_(b[a:])
+        else:
+            dst.qkv.weight.copy_(w)
+            dst.qkv.bias.copy_(b)
+        dst.proj.weight.copy_(src.proj.weight[:, :a])
+        dst.proj.bias.copy_(src.proj.bias)
+        dst.fc1.weight.copy_(src.fc1.weight[: p.hidden])
+        dst.fc1.bias.copy_(src.fc1.bias[: p.hidden])
+        dst.fc2.weight.copy_(src.fc2.weight[:, : p.hidden])
+        dst.fc2.bias.copy_(src.fc2.bias)
+        dst.norm1.load_state_dict(src.norm1.state_dict())
+        dst.norm2.load_state_dict(src.norm2.state_dict())
+    model.head[1].load_state_dict(supernet.norm.state_dict())
+    model.classifier.load_state_dict(supernet.classifier.state_dict())
+    for dst, src in zip(model.exits, supernet.exits, strict=True):
+        dst.norm.load_state_dict(src.norm.state_dict())
+        dst.classifier.load_state_dict(src.classifier.state_dict())
     return model.to(supernet.mean.device).eval()

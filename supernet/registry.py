@@ -11,14 +11,21 @@ from torch import nn
 from supernet.cnn import PRESETS as CNN_PRESETS
 from supernet.cnn import CNNConfig, CNNSupernet
 from supernet.errors import unknown
+from supernet.extract import extract_cnn, extract_vit
+from supernet.vit import PRESETS as VIT_PRESETS
+from supernet.vit import ViTConfig, ViTSupernet
 
 
 @dataclass(frozen=True)
 class Family:
+    """A supernet family: its config class, builder ``(config, mean, std) -> supernet``, presets and
+    ``extract(supernet, subnet) -> static module`` (see :func:`supernet.extract.extract`)."""
+
     name: str
     config_cls: type
     build: Callable[..., nn.Module]
     presets: dict[str, Any]
+    extract: Callable[..., nn.Module] | None = None
 
 
 FAMILIES: dict[str, Family] = {}
@@ -29,7 +36,8 @@ def register_family(family: Family) -> Family:
     return family
 
 
-register_family(Family("cnn", CNNConfig, CNNSupernet, CNN_PRESETS))
+register_family(Family("cnn", CNNConfig, CNNSupernet, CNN_PRESETS, extract_cnn))
+register_family(Family("vit", ViTConfig, ViTSupernet, VIT_PRESETS, extract_vit))
 
 
 def get_family(name: str) -> Family:

@@ -35,7 +35,9 @@ def _parse_floats(text: str, what: str) -> tuple[float, ...]:
              "    dynnas train --dataset digits --epochs 2 --out runs/tiny --resume\n\n"
              "    dynnas train --dataset digits --epochs 2 --exit-epochs 2 --exit-route joint --out runs/tiny-exits\n\n"
              "    dynnas train --preset cifar-default --dataset cifar10:../shared/datasets/cifar10 "
-             "--init-from supernet/pretrained/cifar10-cnn.safetensors --exit-epochs 3 --out runs/cifar-exits")
+             "--init-from supernet/pretrained/cifar10-cnn.safetensors --exit-epochs 3 --out runs/cifar-exits\n\n"
+             "    dynnas train --family vit --preset tiny --dataset digits --epochs 4 --token-epochs 2 --optimizer adamw "
+             "--lr 2e-3 --weight-decay 0.05 --warmup-epochs 1 --out runs/tiny-vit")
 @guarded
 def train(
     out: Annotated[Path, typer.Option(help="Run folder: checkpoint, state.json and the final supernet.safetensors.")],
@@ -47,10 +49,14 @@ def train(
     stage_epochs: Annotated[str | None, typer.Option(help="Epochs of each stage, e.g. 6,2,2,3 (overrides --epochs).")] = None,
     train_limit: Annotated[int | None, typer.Option(help="Use a seeded subset of this many training images.")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per step.")] = 128,
-    lr: Annotated[float, typer.Option(help="Peak learning rate of stage 1 (SGD, Nesterov momentum).")] = 0.1,
+    lr: Annotated[float, typer.Option(help="Peak learning rate of stage 1 (e.g. 0.1 for SGD, 1e-3 for AdamW).")] = 0.1,
+    optimizer: Annotated[str, typer.Option(help="sgd (Nesterov momentum; the CNN) or adamw (transformers).")] = "sgd",
+    weight_decay: Annotated[float, typer.Option(help="Weight decay of weights (not biases or norms), e.g. 1e-4 for SGD, 0.05 for AdamW.")] = 1e-4,
+    warmup_epochs: Annotated[int, typer.Option(help="Linear learning-rate warm-up epochs at the start of stage 1.")] = 0,
     n_random: Annotated[int, typer.Option(help="Random subnets per sandwich step besides largest and smallest.")] = 2,
     kd_temperature: Annotated[float, typer.Option(help="Temperature of in-place distillation.")] = 1.0,
     importance: Annotated[str, typer.Option(help="Channel importance for sorting: l1 or bn_gamma.")] = "l1",
+    token_epochs: Annotated[int, typer.Option(help="Epochs of the token-schedule stage after the width stages (families with token reduction, e.g. vit).")] = 0,
     exit_epochs: Annotated[int, typer.Option(help="Epochs of the exit stage after progressive shrinking (0: exit heads untrained).")] = 0,
     exit_route: Annotated[str, typer.Option(help="How the exit stage trains: frozen (heads only) or joint (all weights).")] = "frozen",
     exit_weight: Annotated[float, typer.Option(help="Joint route: weight of the exits' losses against the final exit's.")] = 1.0,
@@ -65,7 +71,7 @@ def train(
 
     from nas.progress import TrainProgress, console
     from supernet.checkpoint import sha256
-    from supernet.cnn import count_macs
+    from supernet.cost import count_macs
     from supernet.errors import ConfigError
     from supernet.evaluate import accuracy
     from supernet.registry import get_preset
@@ -81,6 +87,12 @@ def train(
         raise ConfigError(f"--exit-route must be frozen or joint, but got '{exit_route}'.")
     if exit_epochs < 0:
         raise ConfigError(f"--exit-epochs must be >= 0, but got {exit_epochs}.")
+    if optimizer not in ("sgd", "adamw"):
+        raise ConfigError(f"--optimizer must be sgd or adamw, but got '{optimizer}'.")
+    if weight_decay < 0 or warmup_epochs < 0:
+        raise ConfigError(f"--weight-decay and --warmup-epochs must be >= 0, but got {weight_decay} and {warmup_epochs}.")
+    if token_epochs < 0:
+        raise ConfigError(f"--token-epochs must be >= 0, but got {token_epochs}.")
     init_sha = None
     if init_from is not None:
         if not Path(init_from).is_file() and not (Path(init_from) / "supernet.safetensors").is_file():
@@ -91,7 +103,8 @@ def train(
     cfg = TrainConfig(family=family, preset=preset, width_choices=width_choices, dataset=dataset, stage_epochs=stages, train_limit=train_limit,
                       batch_size=batch_size, lr=lr, n_random=n_random, kd_temperature=kd_temperature,
                       importance=importance, bf16=bf16, seed=seed, device_type=device_type, exit_epochs=exit_epochs,
-                      exit_route=exit_route, exit_weight=exit_weight,
+                      token_epochs=token_epochs, optimizer=optimizer, weight_decay=weight_decay,
+                      warmup_epochs=warmup_epochs, exit_route=exit_route, exit_weight=exit_weight,
                       init_from=str(init_from.resolve()) if init_from is not None else None, init_sha256=init_sha)
     trainer = Trainer(cfg, out)
     trainer.prepare(resume)
@@ -126,7 +139,7 @@ def eval_cmd(
     from rich.table import Table
 
     from nas.progress import console
-    from supernet.cnn import count_macs
+    from supernet.cost import count_macs
     from supernet.errors import ConfigError
     from supernet.evaluate import BN_MODES, subnet_accuracy
     from supernet.pretrained import load_default_data, resolve_supernet

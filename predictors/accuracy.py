@@ -127,7 +127,7 @@ def sample_subnets(space: SearchSpace, n: int, seed: int) -> list[SubnetConfig]:
     widths_only = dataclasses.replace(space, exit_positions=())
     picked = widths_only.sample_unique(np.random.default_rng(seed), n,
                                        [widths_only.uniform(j) for j in range(len(space.width_choices))])
-    return [space.make(s.widths, (0,) * len(space.exit_positions), s.tokens) for s in picked]
+    return [dataclasses.replace(s, exits=(0,) * len(space.exit_positions)) for s in picked]
 
 
 DEFAULT_MAX_DROPS = (0.0025, 0.005, 0.01, 0.02)  # accuracy drops (fractions) exit policies are calibrated for
@@ -252,7 +252,10 @@ def collect_accuracy_data(supernet: nn.Module, data: ImageData, *, n_samples: in
     get_criterion(criterion)
     space: SearchSpace = supernet.space
     config = getattr(supernet, "config", None)
-    k = recal_seeds if bn == "recal" else 1
+    from supernet.evaluate import has_batch_norm
+
+    # A family without batch norm (the ViT) gives every recalibration seed the same model: measure it once.
+    k = recal_seeds if bn == "recal" and has_batch_norm(supernet) else 1
     if not 0 <= cascade < len(space.width_choices):
         raise ConfigError(f"`cascade` must be in [0, {len(space.width_choices) - 1}] scouts, but got {cascade}.")
     subnets = sample_subnets(space, n_samples, seed)

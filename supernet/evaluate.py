@@ -79,11 +79,17 @@ def calibration_batches(data: ImageData, n_batches: int, batch_size: int = 128, 
         yield xb
 
 
+def has_batch_norm(model: nn.Module) -> bool:
+    """Whether ``model`` holds any batch-norm layer (whose statistics depend on the subnet)."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
 def subnet_model(supernet: nn.Module, subnet: SubnetConfig, data: ImageData | None = None, bn: BNMode = "switchable",
                  n_batches: int = 10, batch_size: int = 128, seed: int = 0) -> nn.Module:
-    """Extract ``subnet``; with ``bn="recal"`` re-estimate its BN statistics on training batches."""
+    """Extract ``subnet``; with ``bn="recal"`` re-estimate its BN statistics on training batches (a family
+    without batch norm, e.g. the ViT's LayerNorm, has nothing to recalibrate)."""
     model = extract(supernet, subnet)
-    if bn == "recal":
+    if bn == "recal" and has_batch_norm(model):
         if data is None:
             raise ValueError("BN recalibration needs training data, but got data=None.")
         recalibrate(model, calibration_batches(data, n_batches, batch_size, seed))

@@ -61,6 +61,10 @@ class TrainConfig(BaseModel):
     later_lr_scale: float = Field(default=0.5, gt=0)
     momentum: float = Field(default=0.9, ge=0, lt=1)
     weight_decay: float = Field(default=1e-4, ge=0)
+    # SGD with Nesterov momentum suits the CNN; transformers train with AdamW (lr ~1e-3, weight decay ~0.05)
+    # after a linear warm-up of the first stage.
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    warmup_epochs: int = Field(default=0, ge=0)
     label_smoothing: float = Field(default=0.1, ge=0, lt=1)
     n_random: int = Field(default=2, ge=0)
     kd_temperature: float = Field(default=1.0, gt=0)
@@ -70,6 +74,10 @@ class TrainConfig(BaseModel):
     # frozen backbone (heads only; the backbone's accuracy cannot drop) or jointly (weighted exit
     # losses plus in-place distillation from the largest subnet's final exit).
     exit_epochs: int = Field(default=0, ge=0)
+    # Token schedules (families with token reduction, e.g. the ViT): a stage after the width stages in
+    # which every sandwich subnet but the largest also draws a token-reduction schedule and method, so
+    # subnets are trained to be robust to them (the exit stage, if any, keeps drawing them).
+    token_epochs: int = Field(default=0, ge=0)
     exit_route: Literal["frozen", "joint"] = "frozen"
     exit_weight: float = Field(default=1.0, gt=0)
     # Start from a trained supernet (its backbone weights); no progressive-shrinking stages then.
@@ -109,10 +117,13 @@ class TrainConfig(BaseModel):
         if self.init_from is None and not self.stage_epochs:
             raise ValueError("every stage needs epochs > 0; pass --epochs N with N >= 1")
         if self.init_from is not None and self.stage_epochs:
-            raise ValueError("--init-from starts from a trained supernet and runs only the exit stage; "
+            raise ValueError("--init-from starts from a trained supernet and runs only the token and exit stages; "
                              "drop --epochs/--stage-epochs or --init-from")
-        if self.init_from is not None and not self.exit_epochs:
-            raise ValueError("--init-from needs --exit-epochs >= 1 (it trains the exit heads)")
+        if self.init_from is not None and not (self.exit_epochs or self.token_epochs):
+            raise ValueError("--init-from needs --exit-epochs >= 1 or --token-epochs >= 1 (the stages it runs)")
+        if self.token_epochs and not arch.space().n_token_positions:
+            raise ValueError(f"preset '{self.preset}' has no token-reduction positions; drop --token-epochs or "
+                             "choose a preset with token_blocks (e.g. --family vit)")
         if self.exit_epochs and not getattr(arch, "exit_blocks", ()):
             raise ValueError(f"preset '{self.preset}' has no exit heads (exit_blocks is empty); "
                              "drop --exit-epochs or choose a preset with exits")
@@ -120,11 +131,19 @@ class TrainConfig(BaseModel):
 
     @property
     def stages(self) -> tuple[int, ...]:
-        """Epochs of every stage: the progressive-shrinking ones, then the exit stage (if any)."""
-        return tuple(self.stage_epochs) + ((self.exit_epochs,) if self.exit_epochs else ())
+        """Epochs of every stage: the progressive-shrinking ones, the token stage and the exit stage (if any)."""
+        return (tuple(self.stage_epochs) + ((self.token_epochs,) if self.token_epochs else ())
+                + ((self.exit_epochs,) if self.exit_epochs else ()))
+
+    def is_token_stage(self, stage: int) -> bool:
+        return bool(self.token_epochs) and stage == len(self.stage_epochs)
 
     def is_exit_stage(self, stage: int) -> bool:
-        return bool(self.exit_epochs) and stage == len(self.stage_epochs)
+        return bool(self.exit_epochs) and stage == len(self.stage_epochs) + (1 if self.token_epochs else 0)
+
+    def tokens_on(self, stage: int) -> bool:
+        """Whether sandwich subnets draw token schedules in ``stage`` (the token stage and after)."""
+        return bool(self.token_epochs) and stage >= len(self.stage_epochs)
 
     def arch(self) -> Any:
         """The architecture config: the preset, with ``width_choices`` overridden when given."""
@@ -161,22 +180,26 @@ def _lr(cfg: TrainConfig, epoch: int, step: int, steps_per_epoch: int) -> float:
     start = cfg.stage_start(stage)
     total = cfg.stages[stage] * steps_per_epoch
     t = (epoch - start) * steps_per_epoch + step
-    base = cfg.lr * (1.0 if stage == 0 and not cfg.is_exit_stage(stage) else cfg.later_lr_scale)
-    return base * 0.5 * (1.0 + math.cos(math.pi * t / total))
+    base = cfg.lr * (1.0 if stage == 0 and cfg.stage_epochs else cfg.later_lr_scale)
+    warm = min(cfg.warmup_epochs, cfg.stages[0]) * steps_per_epoch if stage == 0 else 0
+    if t < warm:  # linear warm-up, then the cosine over the rest of the stage
+        return base * (t + 1) / warm
+    return base * 0.5 * (1.0 + math.cos(math.pi * (t - warm) / max(total - warm, 1)))
 
 
-def _optimizer(model: torch.nn.Module, cfg: TrainConfig, stage: int = 0) -> torch.optim.SGD:
-    """SGD over the parameters a stage trains: only the exit heads in a frozen-backbone exit stage."""
+def _optimizer(model: torch.nn.Module, cfg: TrainConfig, stage: int = 0) -> torch.optim.Optimizer:
+    """SGD (or AdamW) over the parameters a stage trains: only the exit heads in a frozen-backbone exit stage.
+    Weight decay skips biases and norm parameters."""
     if cfg.is_exit_stage(stage) and cfg.exit_route == "frozen":
         params = list(model.exits.parameters())
     else:
         params = list(model.parameters())
     decay = [p for p in params if p.ndim > 1]
     no_decay = [p for p in params if p.ndim <= 1]
-    return torch.optim.SGD(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr, momentum=cfg.momentum, nesterov=True,
-    )
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999))
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
 
 
 def _kd_loss(student: torch.Tensor, teacher: torch.Tensor, y: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
@@ -192,6 +215,16 @@ def _widths_at(cfg: TrainConfig, stage: int) -> tuple[int, ...]:
     if cfg.init_from is not None:
         return tuple(range(n))
     return tuple(range(n - 1 - min(stage, len(cfg.stage_epochs) - 1), n))
+
+
+def _smallest(space: Any, width_index: int, rng: np.random.Generator | None) -> Any:
+    """The sandwich rule's smallest subnet: the narrowest trained width; with ``rng`` (token stage) also the
+    strongest token reduction, by a drawn method."""
+    sub = space.uniform(width_index)
+    if rng is None or not space.n_token_positions:
+        return sub
+    method = int(rng.integers(len(space.token_methods))) if space.token_methods else 0
+    return dataclasses.replace(sub, tokens=(0,) * space.n_token_positions, method=method)
 
 
 class Trainer:
@@ -253,9 +286,9 @@ class Trainer:
         for gi, g in enumerate(self.optimizer.param_groups):
             groups.append({k: v for k, v in g.items() if k != "params"})
             for pi, p in enumerate(g["params"]):
-                buf = self.optimizer.state.get(p, {}).get("momentum_buffer")
-                if buf is not None:
-                    tensors[f"optim.{gi}.{pi}.momentum_buffer"] = buf
+                for key, value in self.optimizer.state.get(p, {}).items():  # SGD momentum; AdamW moments and step
+                    if torch.is_tensor(value):
+                        tensors[f"optim.{gi}.{pi}.{key}"] = value
         save_tensors(self.ckpt_path, tensors)
         write_json(self.state_path, {
             "state_version": STATE_VERSION, "epoch": self.epoch, "stage": self.cfg.stage_of(max(self.epoch - 1, 0)),
@@ -270,7 +303,7 @@ class Trainer:
         if not isinstance(state, dict) or state.get("state_version") != STATE_VERSION:
             raise CheckpointError(f"training state '{self.state_path}' is corrupt or from another dynnas version; start afresh.")
         old = state.get("config", {})
-        for key in ("family", "preset", "dataset", "exit_epochs", "exit_route", "init_sha256"):
+        for key in ("family", "preset", "dataset", "exit_epochs", "exit_route", "init_sha256", "token_epochs", "optimizer"):
             if old.get(key) != getattr(self.cfg, key):
                 raise CheckpointMismatchError(
                     f"checkpoint in '{self.out}' was trained with {key}={old.get(key)!r}, not {getattr(self.cfg, key)!r}; "
@@ -294,9 +327,12 @@ class Trainer:
         for gi, g in enumerate(self.optimizer.param_groups):
             g.update(state["param_groups"][gi])
             for pi, p in enumerate(g["params"]):
-                key = f"optim.{gi}.{pi}.momentum_buffer"
-                if key in tensors:
-                    self.optimizer.state[p]["momentum_buffer"] = tensors[key].to(self.device)
+                prefix = f"optim.{gi}.{pi}."
+                for key, value in tensors.items():
+                    if key.startswith(prefix):
+                        # AdamW keeps its step count on the CPU unless it runs fused/capturable
+                        on_cpu = key.endswith(".step")
+                        self.optimizer.state[p][key[len(prefix):]] = value if on_cpu else value.to(self.device)
         self.history = list(state.get("history", []))
 
     # ---- training ----------------------------------------------------------------------------
@@ -309,7 +345,7 @@ class Trainer:
         self.optimizer = _optimizer(self.model, self.cfg, stage)
 
     def _begin_exit_stage(self, stage: int) -> None:
-        """The exit stage trains no new width: only a fresh optimiser (heads only when frozen)."""
+        """The token and exit stages train no new width: only a fresh optimiser (heads only when frozen)."""
         self.optimizer = _optimizer(self.model, self.cfg, stage)
 
     def _steps(self, epoch: int, gen: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -342,16 +378,18 @@ class Trainer:
         rng = np.random.default_rng(seed)
         space = self.space
         n_exits = len(space.exit_positions)
-        largest = space.make(space.largest().widths, (1,) * n_exits)
-        smallest = space.make(space.uniform(widths[0]).widths, (1,) * n_exits)
+        largest = dataclasses.replace(space.largest(), exits=(1,) * n_exits)
+        smallest = dataclasses.replace(space.uniform(widths[0]), exits=(1,) * n_exits)
         frozen = cfg.exit_route == "frozen"
         model.train()
         if frozen:
-            for m in (model.stem, model.blocks, model.head, model.dropout):
-                m.eval()
+            for name, m in model.named_children():
+                if name != "exits":
+                    m.eval()
         total, n = 0.0, 0
+        tokens = cfg.tokens_on(stage)
         for x, y in self._steps(epoch, gen):
-            subnets = [smallest] + [space.sample(rng, widths) for _ in range(cfg.n_random)]
+            subnets = [smallest] + [space.sample(rng, widths, tokens=tokens) for _ in range(cfg.n_random)]
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
                 if frozen:
                     with torch.no_grad():
@@ -396,7 +434,7 @@ class Trainer:
         gen = torch.Generator().manual_seed(seed)
         rng = np.random.default_rng(seed)
         largest = self.space.largest()
-        smallest = self.space.uniform(widths[0])
+        tokens = cfg.tokens_on(stage)
         model.train()
         total, n = 0.0, 0
         for x, y in self._steps(epoch, gen):
@@ -404,9 +442,10 @@ class Trainer:
                 logits = model(x, largest)
                 loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
             loss.backward()
-            if len(widths) > 1:
+            if len(widths) > 1 or tokens:
                 teacher = logits.detach().float()
-                subnets = [smallest] + [self.space.sample(rng, widths) for _ in range(cfg.n_random)]
+                smallest = _smallest(self.space, widths[0], rng if tokens else None)
+                subnets = [smallest] + [self.space.sample(rng, widths, tokens=tokens) for _ in range(cfg.n_random)]
                 for sub in subnets:
                     with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
                         s_logits = model(x, sub)
@@ -438,8 +477,8 @@ class Trainer:
         while self.epoch < self.cfg.total_epochs and (stop_after is None or done < stop_after):
             epoch, stage = self.epoch, self.cfg.stage_of(self.epoch)
             exit_stage = self.cfg.is_exit_stage(stage)
-            if epoch == self.cfg.stage_start(stage) and exit_stage:
-                self._begin_exit_stage(stage)
+            if epoch == self.cfg.stage_start(stage) and (exit_stage or self.cfg.is_token_stage(stage)):
+                self._begin_exit_stage(stage)  # no new width: a fresh optimiser (heads only when frozen)
             elif stage > 0 and epoch == self.cfg.stage_start(stage):
                 self._begin_stage(stage)
             if self.progress is not None:

@@ -21,15 +21,28 @@ from supernet.errors import CheckpointError
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_SUPERNET = HERE / "cifar10-cnn.safetensors"
+# Shipped supernets by family name: ``--supernet vit`` picks the ViT one.
+SHIPPED = {"cnn": DEFAULT_SUPERNET, "vit": HERE / "cifar10-vit.safetensors"}
 
 
-def resolve_supernet(path: Path | None, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any], Path]:
-    """Load ``path`` or, when None, the shipped default."""
+def shipped_path(path: Path | str | None) -> Path | None:
+    """The shipped file a name (``cnn``, ``vit``) or None (the default) stands for; None for any other path."""
     if path is None:
-        if not DEFAULT_SUPERNET.exists():
-            raise CheckpointError(f"the shipped supernet '{DEFAULT_SUPERNET}' is missing; restore it from git "
-                                  "or pass --supernet to one made by `dynnas train`.")
-        path = DEFAULT_SUPERNET
+        return DEFAULT_SUPERNET
+    name = str(path)
+    if name in SHIPPED and not Path(name).exists():
+        return SHIPPED[name]
+    return None
+
+
+def resolve_supernet(path: Path | str | None, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any], Path]:
+    """Load ``path``, a shipped supernet by family name (``cnn``, ``vit``) or, when None, the shipped default."""
+    shipped = shipped_path(path)
+    if shipped is not None:
+        if not shipped.exists():
+            raise CheckpointError(f"the shipped supernet '{shipped}' is missing; restore it from git, "
+                                  f"or pass --supernet to one made by `dynnas train` (shipped: {', '.join(SHIPPED)}).")
+        path = shipped
     model, meta = load_supernet(path, device)
     return model, meta, Path(path)
 

@@ -36,8 +36,8 @@ def _tokenwise(k: Kernel) -> bool:
 
 def input_shape(k: Kernel) -> tuple[int, ...]:
     """Shape of the input tensor of kernel ``k``."""
-    if k.op == "attention":  # the fused q, k, v projections
-        return (k.batch, k.rows, 3 * k.cin)
+    if k.op == "attention":  # the fused q, k, v projections, or k and v when fewer queries ask (CLS only)
+        return (k.batch, k.rows, (3 if k.h_out == k.rows else 2) * k.cin)
     if _tokenwise(k):
         return (k.batch, k.rows, k.cin)
     return (k.batch, k.cin) if k.op == "linear" else (k.batch, k.cin, k.h_in, k.h_in)
@@ -46,6 +46,8 @@ def input_shape(k: Kernel) -> tuple[int, ...]:
 def _out_shape(k: Kernel) -> tuple[int, ...]:
     if k.op == "reduce":
         return (k.batch, k.h_out, k.cin)
+    if k.op == "attention":
+        return (k.batch, k.h_out, k.cout)
     if _tokenwise(k):
         return (k.batch, k.rows, k.cout)
     return (k.batch, k.cout) if k.op == "linear" else (k.batch, k.cout, k.h_out, k.h_out)
@@ -80,16 +82,47 @@ class _Graph:
         return self.node("Mul", [self.node("Mul", [x, self.node("Add", [e, self.init(np.array(1.0))])]),
                                  self.init(np.array(0.5))])
 
-    def attention(self, k: Kernel, x: str) -> str:
-        """softmax(q kᵀ / sqrt d) v over ``groups`` heads, from the fused (B, T, 3·h·d) projections."""
-        b, t, h = k.batch, k.rows, k.groups
+    def attention(self, k: Kernel, x: str, history: list[tuple[str, tuple[int, ...]]]) -> str:
+        """softmax(q kᵀ / sqrt d) v over ``groups`` heads, from the fused (B, T, 3·h·d) projections; with
+        fewer queries (``h_out``) than keys, from (B, T, 2·h·d) keys and values and the latest (B, Q, h·d)
+        tensor of the chain as the queries."""
+        b, t, h, nq = k.batch, k.rows, k.groups, k.h_out
         d = k.cin // h
-        qkv = self.node("Transpose", [self.node("Reshape", [x, self.const([b, t, 3, h, d])])], perm=[2, 0, 3, 1, 4])
-        q, kk, v = (self.node("Gather", [qkv, self.const(np.array(i))], axis=0) for i in range(3))
+        if nq == t:
+            qkv = self.node("Transpose", [self.node("Reshape", [x, self.const([b, t, 3, h, d])])], perm=[2, 0, 3, 1, 4])
+            q, kk, v = (self.node("Gather", [qkv, self.const(np.array(i))], axis=0) for i in range(3))
+        else:
+            kv = self.node("Transpose", [self.node("Reshape", [x, self.const([b, t, 2, h, d])])], perm=[2, 0, 3, 1, 4])
+            kk, v = (self.node("Gather", [kv, self.const(np.array(i))], axis=0) for i in range(2))
+            src = [name for name, shape in history if shape == (b, nq, h * d)]
+            q_in = src[-1] if src else self.init(self.rng.random((b, nq, h * d)), "r")
+            q = self.node("Transpose", [self.node("Reshape", [q_in, self.const([b, nq, h, d])])], perm=[0, 2, 1, 3])
         scores = self.node("Mul", [self.node("MatMul", [q, self.node("Transpose", [kk], perm=[0, 1, 3, 2])]),
                                    self.init(np.array(1.0 / np.sqrt(d)))])
         out = self.node("MatMul", [self.node("Softmax", [scores], axis=-1), v])
-        return self.node("Reshape", [self.node("Transpose", [out], perm=[0, 2, 1, 3]), self.const([b, t, h * d])])
+        return self.node("Reshape", [self.node("Transpose", [out], perm=[0, 2, 1, 3]), self.const([b, nq, h * d])])
+
+    def token_input(self, k: Kernel, x: str, history: list[tuple[str, tuple[int, ...]]],
+                    want: tuple[int, ...]) -> str:
+        """The tensor a token-wise kernel reads: the chain's current one when its shape fits, else the latest
+        earlier tensor of the right shape (k/v projections read the norm output, not the query), else the
+        first tokens of the current one (a CLS-only query)."""
+        have = history[-1][1]
+        if have == want:
+            return x
+        for name, shape in reversed(history):
+            if shape == want:
+                return name
+        if len(have) == 4 and have[1] == want[2] and have[2] * have[3] in (want[1], want[1] - 1):
+            # a conv map becomes tokens (a patch embedding): flatten, transpose, and a CLS token in front
+            b, c, n = have[0], have[1], have[2] * have[3]
+            x = self.node("Transpose", [self.node("Reshape", [x, self.const([b, c, n])])], perm=[0, 2, 1])
+            if want[1] == n + 1:
+                x = self.node("Concat", [self.init(self.rng.random((b, 1, c)), "cls"), x], axis=1)
+            return x
+        if len(have) == 3 and have[0] == want[0] and have[2] == want[2] and have[1] > want[1]:
+            return self.node("Slice", [x, self.const([0]), self.const([want[1]]), self.const([1])])
+        raise CalibrationError(f"kernel '{k.name}' reads a {want} tensor but the chain holds {have}.")
 
     def reduce(self, k: Kernel, x: str) -> str:
         """Token reduction from ``h_in`` to ``h_out`` tokens, CLS (token 0) kept.
@@ -152,23 +185,27 @@ class _Graph:
             raise CalibrationError(f"no ONNX graph for activation '{act}'; known: none, relu6, {', '.join(_ACTS)}.")
         return self.node(_ACTS[act], [x])
 
-    def kernel(self, k: Kernel, x: str, earlier: list[tuple[str, tuple[int, ...]]], rank: int) -> tuple[str, int]:
+    def kernel(self, k: Kernel, x: str, earlier: list[tuple[str, tuple[int, ...]]], rank: int,
+               history: list[tuple[str, tuple[int, ...]]] | None = None) -> tuple[str, int]:
         """Append kernel ``k`` on tensor ``x`` (of rank ``rank``); return the output and its rank.
 
-        ``earlier`` lists the chain's earlier tensors with their shapes: a residual add takes the
-        latest one of its shape (the block input), or a constant when there is none.
+        ``earlier`` lists the chain's earlier kernel inputs with their shapes: a residual add takes the
+        latest one of its shape (the block input), or a constant when there is none. ``history`` lists
+        every tensor of the chain so far (inputs and outputs) for token-wise kernels that read an
+        earlier tensor.
         """
+        history = history if history is not None else [(x, input_shape(k))]
         if k.op in ("conv", "dwconv"):
             w = self.init(self.rng.normal(0.0, 0.1, (k.cout, k.cin // k.groups, k.kernel, k.kernel)))
             b = self.init(self.rng.normal(0.0, 0.1, k.cout))
-            p = k.kernel // 2
+            p = max(0, -(-((k.h_out - 1) * k.stride + k.kernel - k.h_in) // 2))  # k // 2, or 0 for a patch embedding
             y = self.node("Conv", [x, w, b], kernel_shape=[k.kernel, k.kernel], strides=[k.stride, k.stride],
                           pads=[p, p, p, p], group=k.groups)
             return self.act(k.act, y), 4
         if k.op == "add":
             same = [name for name, shape in earlier if shape == _out_shape(k)]
             other = same[-1] if same else self.init(self.rng.random(_out_shape(k)), "r")
-            return self.node("Add", [x, other]), 4
+            return self.node("Add", [x, other]), (3 if _tokenwise(k) else 4)
         if k.op == "pool" and k.h_out > 1:
             size = k.h_in // k.h_out
             return self.node("AveragePool", [x], kernel_shape=[size, size], strides=[size, size]), 4
@@ -178,7 +215,7 @@ class _Graph:
             p = self.node("ReduceMax", [self.node("Softmax", [x], axis=1)], axes=[1], keepdims=0)
             return self.node("GreaterOrEqual", [self.node("ReduceMin", [p], keepdims=0), self.init(np.array(0.5))]), 0
         if k.op == "attention":
-            return self.attention(k, x), 3
+            return self.attention(k, x, history), 3
         if k.op == "norm":
             scale, bias = self.init(np.ones(k.cin)), self.init(np.zeros(k.cin))
             return self.node("LayerNormalization", [x, scale, bias], axis=-1), 3
@@ -186,7 +223,7 @@ class _Graph:
             return self.act(k.act if k.act != "none" else "gelu", x), rank
         if k.op == "reduce":
             return self.reduce(k, x), 3
-        if k.op == "linear" and rank == 3 and k.rows > 1:
+        if k.op == "linear" and rank == 3:
             w = self.init(self.rng.normal(0.0, 0.1, (k.cin, k.cout)))
             b = self.init(self.rng.normal(0.0, 0.1, k.cout))
             return self.act(k.act, self.node("Add", [self.node("MatMul", [x, w]), b])), 3
@@ -215,13 +252,33 @@ def chain_graph(kernels: Sequence[Kernel], rng: np.random.Generator) -> bytes:
     first = kernels[0]
     x, rank = "x", len(input_shape(first))
     earlier: list[tuple[str, tuple[int, ...]]] = []
+    history: list[tuple[str, tuple[int, ...]]] = [(x, input_shape(first))]
     for k in kernels:
-        y, rank = g.kernel(k, x, earlier, rank)
-        earlier.append((x, input_shape(k)))
+        have = history[-1][1]
+        on_map = k.op == "act" and len(have) == 4  # an activation after a conv (a stem's GELU)
+        one_token = len(have) == 3 and not _tokenwise(k) and k.op in ("linear", "add", "pool", "decide")
+        if one_token:  # the CLS token of a transformer: picked (``pool``), then normed and classified
+            if k.op == "pool":
+                x = g.token_input(k, x, history, (have[0], 1, have[2]))
+                history.append((x, (have[0], 1, have[2])))
+                earlier.append((x, history[-1][1]))
+                continue
+            want = (k.batch, 1, k.cin)
+            x = g.token_input(k, x, history, want) if k.op != "decide" else x
+            y, rank = g.kernel(k, x, earlier, 3, history)
+            earlier.append((x, want))
+            history.append((y, (k.batch, 1, k.cout)))
+            x = y
+            continue
+        if _tokenwise(k) and not on_map:
+            x = g.token_input(k, x, history, input_shape(k))
+        y, rank = g.kernel(k, x, earlier, rank, history)
+        earlier.append((x, have if on_map else input_shape(k)))
+        history.append((y, have if on_map else _out_shape(k)))
         x = y
     if x == "x":
         x = g.node("Identity", [x])
-    out_shape = _out_shape(kernels[-1]) if rank in (3, 4) or kernels[-1].op == "linear" else None
+    out_shape = history[-1][1] if rank in (3, 4) or kernels[-1].op == "linear" else None
     out_type = TensorProto.BOOL if kernels[-1].op == "decide" else TensorProto.FLOAT
     graph = helper.make_graph(
         g.nodes, "+".join(k.shape_key for k in kernels),

@@ -101,9 +101,11 @@ def to_kernel(layer: dict[str, Any], *, batch: int = 1, bytes_per_element: int =
         params, elements = 0, batch * 2 * cin
     elif op == "attention":  # softmax(Q K^T / sqrt(d)) V over all heads: reads q, k, v, writes the output
         t, h, d = int(layer["tokens"]), int(layer["heads"]), int(layer["head_dim"])
-        params, elements = 0, batch * (4 * t * h * d + 2 * h * t * t)  # + the score matrix, written and read
+        q = int(layer.get("queries", t))  # the last ViT block asks only for the CLS token
+        params, elements = 0, batch * (2 * q * h * d + 2 * t * h * d + 2 * h * q * t)  # + the scores, written and read
         cin = cout = h * d
-        rows, g, tag = t, h, f":t{t}h{h}d{d}"  # groups = heads
+        rows, g, h_in, h_out = t, h, t, q  # groups = heads; h_in/h_out = keys/queries
+        tag = f":t{t}h{h}d{d}" + (f"q{q}" if q != t else "")
     elif op in ("norm", "act"):
         params = 2 * cin if op == "norm" else 0
         elements = batch * rows * 2 * cin + params

@@ -920,7 +920,9 @@ class MemoryPredictor:
         self.p_table = np.zeros((n_terms, width))
         for t, variants in enumerate(terms.variants):
             for v, layers in enumerate(variants):
-                c = run(layers, states[str(layers[0]["name"])])
+                if not layers:  # a term that runs nothing in this variant (no token reduction)
+                    continue
+                c = run(layers, self._start(states, layers[0], bpe))
                 self.w_table[t, v], self.p_table[t, v] = c.params * bpe, c.peak
         stem = run(terms.stem, _Tensor(), normalise_input) if terms.stem else None
         tail = run(terms.tail, states[str(terms.tail[0]["name"])]) if terms.tail else None
@@ -939,6 +941,15 @@ class MemoryPredictor:
         self.p_scouts = self._arena(scouts, cascade=False)
         self.scout_held = float(batch * bpe * int(self.config.num_classes))
         self._check()
+
+    def _start(self, states: dict[str, _Tensor], layer: Mapping[str, Any], bpe: int) -> _Tensor:
+        """The tensor a term variant starts from: the traced one, unless the variant reads another size (a
+        transformer's term after token reduction), which is then a plain tensor of the size its first layer reads."""
+        st = states.get(str(layer["name"]))
+        want = _in_elems(layer) * bpe * self.batch
+        if st is not None and (st.blocked or st.plain == want):
+            return st
+        return _Tensor(want, want, False)
 
     def _states(self, bpe: int) -> dict[str, _Tensor]:
         """The current tensor before every layer of the smallest subnet (by layer name), and after each exit's
@@ -1002,8 +1013,7 @@ class MemoryPredictor:
         """Every uniform subnet with its exits on (and the largest behind the narrowest scout): the tables
         must give what the layer-by-layer count gives."""
         exits = (1,) * len(self.space.exit_positions)
-        checks = [SubnetConfig(self.space.uniform(j).widths, exits, self.space.uniform(j).tokens, 0)
-                  for j in range(len(self.space.width_choices))]
+        checks = [dataclasses.replace(self.space.uniform(j), exits=exits) for j in range(len(self.space.width_choices))]
         if len(self.space.width_choices) > 1:
             checks.append(dataclasses.replace(checks[-1], cascade=1))
         for s in checks:

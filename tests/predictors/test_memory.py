@@ -340,3 +340,14 @@ def test_vit_layer_table_equals_exported_onnx() -> None:
         a, b = onnx_memory(data, batch=1), subnet_memory(config, s)
         assert (a.arena_bytes, a.input_bytes) == (b.arena_bytes, b.input_bytes)
         assert b.peak_at == "b0.attn.split"
+
+
+@pytest.mark.parametrize("preset", ["tiny", "cifar-vit"])
+def test_fast_memory_path_equals_the_layer_count_for_vit_subnets(preset: str) -> None:
+    from supernet.vit import PRESETS as VIT
+
+    c = VIT[preset]
+    space = c.space()
+    subnets = [space.sample(np.random.default_rng(i)) for i in range(60)]
+    fast = MemoryPredictor(c).predict_bytes(subnets)
+    assert list(fast) == [subnet_memory(c, s).total_bytes for s in subnets]

@@ -9,6 +9,7 @@ from nas import (
     cmd_calibrate,  # noqa: F401  (registers calibrate)
     cmd_export,  # noqa: F401  (registers export, report)
     cmd_latency,  # noqa: F401  (registers latency)
+    cmd_profile,  # noqa: F401  (registers profile)
     cmd_search,  # noqa: F401  (registers search, devices)
     cmd_train,  # noqa: F401  (registers train, eval)
 )

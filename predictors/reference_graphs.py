@@ -74,11 +74,13 @@ class _G:
         return x
 
     def conv_bn(self, name: str, cout: int, k: int, stride: int = 1, groups: int = 1, act: str = "none",
-                x: str | None = None, cin: int | None = None, h: int | None = None, bn: bool = True) -> str:
-        """Conv (bias only when ``bn`` is off) + BN + activation; moves the main path unless ``x`` is given."""
+                x: str | None = None, cin: int | None = None, h: int | None = None, bn: bool = True,
+                pad: int | None = None) -> str:
+        """Conv (bias only when ``bn`` is off) + BN + activation; moves the main path unless ``x`` is given.
+        ``pad`` defaults to ``k // 2`` (0 for a patch embedding)."""
         side = x is not None
         x, cin, h_in = x or self.x, cin or self.c, h or self.h
-        p = k // 2
+        p = k // 2 if pad is None else pad
         inputs = [x, self.w(f"{name}.weight", (cout, cin // groups, k, k))]
         if not bn:
             inputs.append(self.w(f"{name}.bias", (cout,)))
@@ -186,7 +188,7 @@ def _vit(g: _G, *, patch: int = 16, dim: int = 768, depth: int = 12, heads: int 
     """torchvision ``vit_b_16``: patch conv, class token, position embedding, pre-norm encoder, head."""
     n, tokens, hd = g.batch, (g.h // patch) ** 2 + 1, dim // heads
     i64 = lambda *v: g.const("shape", np.array(v, dtype=np.int64))  # noqa: E731
-    g.conv_bn("conv_proj", dim, patch, patch, bn=False)
+    g.conv_bn("conv_proj", dim, patch, patch, bn=False, pad=0)
     y = g.node("Reshape", [g.x, i64(n, dim, tokens - 1)], "patches")
     y = g.node("Transpose", [y], "patches.t", perm=[0, 2, 1])
     cls = g.node("Expand", [g.w("class_token", (1, 1, dim)), i64(n, 1, dim)], "class_token.expand")

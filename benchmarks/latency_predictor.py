@@ -37,7 +37,7 @@ from hw_profiles import load_profile
 from predictors import kendall_tau, latency_predictor, measure_latencies, reference_kernels, rmse, within
 from predictors.host_latency import subnet_onnx
 from supernet.checkpoint import write_json
-from supernet.cnn import PRESETS, CNNSupernet
+from supernet.registry import FAMILIES, get_family, get_preset
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -48,7 +48,7 @@ def _progress(stage: str, done: int, total: int) -> None:
 
 
 def bench_host(args: argparse.Namespace) -> dict[str, Any]:
-    config = PRESETS[args.preset]
+    config = get_preset(args.family, args.preset)
     space = config.space()
     t0 = time.perf_counter()
     pred = latency_predictor("host", config, cache_dir=args.cache_dir, seed=args.seed, progress=_progress,
@@ -60,7 +60,7 @@ def bench_host(args: argparse.Namespace) -> dict[str, Any]:
                                   exclude=[space.parse(a) for a in calibration])
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(args.seed)
-        supernet = CNNSupernet(config)
+        supernet = get_family(args.family).build(config)
     reference = subnet_onnx(supernet, pred.reference)
     models = {}
     for i, s in enumerate(subnets):
@@ -122,7 +122,7 @@ def bench_host(args: argparse.Namespace) -> dict[str, Any]:
 
 def bench_published(args: argparse.Namespace) -> dict[str, Any]:
     profile = load_profile(args.device)
-    config = PRESETS[args.preset]
+    config = get_preset(args.family, args.preset)
     space = config.space()
     pred = latency_predictor(profile, config)
     info = pred.describe()
@@ -147,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--device", default="host", help="device profile name or YAML path (default: host)")
-    parser.add_argument("--preset", default="cifar-default", choices=sorted(PRESETS), help="CNN supernet preset")
+    parser.add_argument("--family", default="cnn", choices=sorted(FAMILIES), help="supernet family")
+    parser.add_argument("--preset", default="cifar-default", help="architecture preset of the family (cifar-default, cifar-vit, tiny)")
     parser.add_argument("--n", type=int, default=200, help="held-out subnets to measure (host)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the calibration and held-out subnets")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved timing passes per subnet (host)")

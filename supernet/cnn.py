@@ -116,6 +116,20 @@ class CNNConfig:
     def term_choices(self, subnets: Sequence[SubnetConfig]) -> np.ndarray:
         return np.asarray([s.widths for s in subnets], dtype=np.int64).reshape(len(subnets), len(self.blocks))
 
+    def static_spec(self, subnet: SubnetConfig) -> dict[str, Any]:
+        """Constructor arguments of :class:`supernet.static.StaticCNN` for ``subnet`` (written into arch.json)."""
+        blocks = [[self.hidden_widths(i)[idx], cout, stride]
+                  for i, ((cout, stride, _e), idx) in enumerate(zip(self.blocks, subnet.widths, strict=True))]
+        return {"class": "supernet.static.StaticCNN", "in_channels": self.in_channels, "stem": self.stem_channels,
+                "blocks": blocks, "head": self.head_channels, "num_classes": self.num_classes,
+                "dropout": self.dropout,
+                "exits": [[b, self.resolution_after(b) // self.exit_pool_size(b), self.exit_pool_size(b),
+                           self.exit_hidden] for b in self.exit_blocks]}
+
+    def subnet_summary(self, subnet: SubnetConfig) -> dict[str, Any]:
+        """What a subnet is, in the units a reader wants (hidden channels per block)."""
+        return {"hidden_channels": [self.hidden_widths(i)[idx] for i, idx in enumerate(subnet.widths)]}
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["blocks"] = [list(b) for b in self.blocks]

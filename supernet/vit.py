@@ -178,6 +178,24 @@ class ViTConfig:
     def exit_layers(self, e: int) -> list[dict[str, Any]]:
         return exit_layers(self, e)
 
+    def static_spec(self, subnet: SubnetConfig) -> dict[str, Any]:
+        """Constructor arguments of :class:`supernet.static_vit.StaticViT` for ``subnet`` (written into arch.json)."""
+        plan = self.block_plan(subnet)
+        return {"class": "supernet.static_vit.StaticViT", "in_channels": self.in_channels,
+                "stem_channels": self.stem_channels, "stem_layers": self.stem_layers, "stem_stride": self.stem_stride,
+                "patch": self.patch, "dim": self.dim, "head_dim": self.head_dim, "n_patches": self.n_patches,
+                "blocks": [[p.heads, p.hidden, list(p.reduce) if p.reduce else None, p.cls_only] for p in plan],
+                "num_classes": self.num_classes, "dropout": self.dropout, "exit_blocks": list(self.exit_blocks)}
+
+    def subnet_summary(self, subnet: SubnetConfig) -> dict[str, Any]:
+        """What a subnet is: heads, MLP hidden width and tokens in/out of every block, and its reduction."""
+        plan = self.block_plan(subnet)
+        space = self.space()
+        return {"heads": [p.heads for p in plan], "hidden_channels": [p.hidden for p in plan],
+                "tokens_per_block": [[p.tokens_in, p.tokens_out] for p in plan],
+                "token_method": space.token_method(subnet) if any(p.reduce for p in plan) else None,
+                "keep_ratios": list(space.keep_ratios(subnet))}
+
     def cost_terms(self) -> CostTerms:
         """Per block: attention (heads × tokens in), token reduction and MLP (width × tokens out) terms."""
         return vit_cost_terms(self)

@@ -21,7 +21,7 @@ test: setup
 	$(BIN)/python -m pytest -x -q --timeout=600
 
 lint: setup
-	$(BIN)/ruff check nas supernet predictors hw_profiles tests benchmarks
+	$(BIN)/ruff check nas reports supernet predictors hw_profiles tests benchmarks
 
 demo: setup
 	$(BIN)/dynnas search --device jetson-orin --seed $(SEED) --top 3 --overwrite --out runs/demo-jetson-orin

@@ -29,7 +29,7 @@ def export(
 
     from nas.export import export_subnets
     from nas.progress import console
-    from nas.runfolder import load_run
+    from reports.run_folder import load_run
 
     load_run(run_dir)  # a missing or broken run is reported as such, before the write check
     subnets = run_dir / "subnets"
@@ -75,7 +75,8 @@ def _check_writable(folder: Path, run_dir: Path) -> None:
 
 
 @app.command(epilog="Examples:\n\n    dynnas report runs/demo-jetson-orin\n\n"
-             "    dynnas report runs/demo-jetson-orin runs/demo-host --out reports/compare.html")
+             "    dynnas report runs/demo-jetson-orin runs/demo-host --out compare.html\n\n"
+             "    dynnas report runs/orin-seed0 runs/orin-seed1 runs/orin-seed2 --out seeds.html")
 @guarded
 def report(
     run_dirs: Annotated[list[Path], typer.Argument(help="One or more run folders (several: compared side by side).",
@@ -83,9 +84,10 @@ def report(
     out: Annotated[Path | None, typer.Option(help="HTML file to write (default: DIR/report.html of the "
                                              "first run).")] = None,
 ) -> None:
-    """Write one self-contained HTML report (fronts, hypervolume, predicted vs measured, exports)."""
+    """Write one self-contained HTML report (fronts, hypervolume, predicted vs measured, exports); several runs
+    are compared side by side, and runs that are seeds of one search compare the algorithms over seeds."""
     from nas.progress import console
-    from nas.report import write_report
+    from reports.html import write_report
 
     path = write_report(run_dirs, out or run_dirs[0] / "report.html")
     console.print(f"wrote {path}")

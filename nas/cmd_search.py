@@ -87,7 +87,7 @@ def search(
     """Search the supernet for the subnets that trade accuracy against latency best on one device.
 
     Writes `DIR/run.json`, `evaluations.csv`, `history.csv`, `pareto.csv`, `subnets/<id>/model.onnx`
-    and `report.html` into a run folder (see `nas/runfolder.py` for the contract).
+    and `report.html` into a run folder (see `reports/run_folder.py` for the contract).
     """
     from nas.algorithms import resolve_algorithms
     from nas.driver import run_search
@@ -197,7 +197,7 @@ def search(
                 bars.update("export", len(exported), len(exported))
 
             def report(final: Path) -> None:
-                from nas.report import write_report
+                from reports.html import write_report
 
                 write_report([final], final / "report.html")
 
@@ -219,7 +219,7 @@ def _latency_trust(profile: Any, power_mode: str | None) -> dict[str, Any]:
 
 def _run_doc(settings: Any, profile: Any, device_arg: str, file: Path, meta: dict[str, Any], setup: Any,
              dataset: str | None, results: list[Any], is_default: bool, vers: dict[str, str]) -> dict[str, Any]:
-    """The run.json document (see :mod:`nas.runfolder` for the contract)."""
+    """The run.json document (see :mod:`reports.run_folder` for the contract; validated when written)."""
     from nas.pareto import hypervolume
     from nas.runfolder import combined_hypervolume, now_iso, result_summary
 

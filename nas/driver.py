@@ -20,12 +20,13 @@ import pandas as pd
 from nas.algorithms import AlgorithmContext, make_algorithm
 from nas.pareto import hypervolume, non_dominated
 from nas.problem import SearchProblem
+from reports.fronts import exit_free_rows
+from reports.run_folder import EVAL_COLUMNS, HISTORY_COLUMNS  # the run-folder contract: columns of the tables
 from supernet.errors import ConfigError
 from supernet.space import SubnetConfig
 
-EVAL_COLUMNS = ("eval_index", "algorithm", "subnet_id", "arch", "accuracy", "latency_ms", "macs", "feasible",
-                "static_accuracy", "worst_latency_ms", "exit_rates")
-HISTORY_COLUMNS = ("algorithm", "n_evals", "hypervolume")
+__all__ = ["EVAL_COLUMNS", "HISTORY_COLUMNS", "SearchResult", "exit_free_rows", "format_rates", "pareto_rows",
+           "run_search"]
 MAX_EMPTY_ASKS = 3  # an algorithm that proposes nothing this many times in a row is finished
 
 
@@ -71,12 +72,6 @@ def pareto_rows(evaluations: pd.DataFrame) -> pd.DataFrame:
 def format_rates(rates: np.ndarray) -> str:
     """Exit rates as the CSV cell ``0.2500;0.5300;0.2200`` (one per exit, the final classifier last)."""
     return ";".join(f"{float(r):.4f}" for r in rates)
-
-
-def exit_free_rows(evaluations: pd.DataFrame) -> pd.DataFrame:
-    """The evaluations whose subnet has every exit off and no cascade scout (the static subset of the space)."""
-    arch = evaluations["arch"].astype(str)
-    return evaluations[~arch.str.contains(r"_x\d*1") & ~arch.str.contains(r"_c[1-9]")]
 
 
 class _Cache:

@@ -11,7 +11,10 @@ the run's BN mode and writes, under ``run_dir/subnets/<subnet_id>/``:
   normalisation, input shape, class names, how to rebuild the PyTorch module);
 * ``verify.json``: ONNX-vs-PyTorch logit check, onnxruntime accuracy, host latency, predictions.
 
-and records the exported ids in ``run.json["exported"]`` (the latest export wins).
+and records the exported ids in ``run.json["exported"]`` (the latest export wins). The package's files
+and records are defined in :mod:`reports.run_folder` (:class:`~reports.run_folder.ArchRecord`,
+:class:`~reports.run_folder.VerifyRecord`); every ``arch.json`` and ``verify.json`` is validated
+against them before it is written.
 
 A subnet folder appears only once all four files are written and verified (built in a temp folder,
 then renamed), so a failed verification leaves nothing half-written.
@@ -28,68 +31,48 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 
-from nas.runfolder import PARETO_FILE, NoRunError, load_run, read_table, write_run_json
 from nas.verify import check_self_contained, verify_early_exit, verify_onnx
 from predictors import latency_predictor
 from predictors.host_latency import measure_expected_relative, measure_relative, subnet_onnx
 from predictors.onnx_io import INPUT_NAME, OPSET, OUTPUT_NAME, export_onnx, measure_latency
-from supernet.checkpoint import read_json, save_tensors, sha256, write_json
-from supernet.cnn import count_macs
+from reports.run_folder import (
+    ALL_EXITS_FILE,
+    ARCH_FILE,
+    MODEL_FILE,
+    SCOUT_WEIGHTS_FILE,
+    SUBNET_FORMAT,
+    SUBNET_FORMAT_VERSION,
+    SUBNETS_DIR,
+    VERIFY_FILE,
+    WEIGHTS_FILE,
+    ArchRecord,
+    RunRecord,
+    VerifyRecord,
+    choose_subnets,
+    combined_front,
+    exported_subnets,
+    load_run,
+    resolve_run_supernet,
+    save_run,
+)
+from supernet.checkpoint import save_tensors, sha256, write_json
+from supernet.cost import count_macs
 from supernet.data import to_tensor
-from supernet.errors import CheckpointError, CheckpointMismatchError, ConfigError
-from supernet.evaluate import BN_MODES, subnet_model
-from supernet.pretrained import load_default_data, resolve_supernet
+from supernet.errors import CheckpointMismatchError
+from supernet.evaluate import subnet_model
+from supernet.pretrained import load_default_data
 from supernet.space import SearchSpace, SubnetConfig
 
-SUBNET_FORMAT = "dynnas-subnet"
-SUBNET_FORMAT_VERSION = 1
+__all__ = ["arch_record", "calibrate_exit_policy", "choose_subnets", "combined_front", "eval_set_name",
+           "export_subnets", "exported_subnets", "resolve_run_supernet"]
 Progress = Callable[[int, int, str], None]  # (index, total, arch string) before each subnet
 N_EXPECTED_IMAGES = 500  # eval images timed one by one for an early-exit model's expected latency
 
 
-# ---- the run folder ----------------------------------------------------------------------------
-def run_setting(run: dict[str, Any], key: str, default: Any = None) -> Any:
-    """A run setting, at the top level of run.json or under its ``settings``."""
-    if key in run:
-        return run[key]
-    return (run.get("settings") or {}).get(key, default)
-
-
-def combined_front(run_dir: Path) -> pd.DataFrame:
-    """The run's combined Pareto front (over all algorithms), one row per subnet, fastest first."""
-    df = read_table(run_dir, PARETO_FILE)
-    front = df[df["combined"].astype(str).str.lower().isin(("true", "1"))].drop_duplicates("subnet_id")
-    if front.empty:
-        raise NoRunError(f"'{Path(run_dir) / PARETO_FILE}' marks no subnet as on the combined front; "
-                         "rerun the search with --overwrite.")
-    return front.sort_values(["latency_ms", "accuracy"], ascending=[True, False], kind="stable").reset_index(drop=True)
-
-
-def choose_subnets(front: pd.DataFrame, top_k: int) -> pd.DataFrame:
-    """The ``top_k`` subnets spread along the front (``spread_rank < top_k``: the fastest and the most
-    accurate first, then the largest latency gaps), fastest first."""
-    if top_k < 1:
-        raise ConfigError(f"--top must be >= 1, but got {top_k}.")
-    rank = front["spread_rank"].astype(int)
-    return front[(rank >= 0) & (rank < top_k)].sort_values("latency_ms", kind="stable").reset_index(drop=True)
-
-
 # ---- one subnet ------------------------------------------------------------------------------
-def _static_spec(config: Any, subnet: SubnetConfig) -> dict[str, Any]:
-    """Constructor arguments of :class:`supernet.static.StaticCNN` for this subnet."""
-    blocks = [[config.hidden_widths(i)[idx], cout, stride]
-              for i, ((cout, stride, _e), idx) in enumerate(zip(config.blocks, subnet.widths, strict=True))]
-    return {"class": "supernet.static.StaticCNN", "in_channels": config.in_channels, "stem": config.stem_channels,
-            "blocks": blocks, "head": config.head_channels, "num_classes": config.num_classes,
-            "dropout": config.dropout,
-            "exits": [[b, config.resolution_after(b) // config.exit_pool_size(b), config.exit_pool_size(b),
-                       config.exit_hidden] for b in config.exit_blocks]}
-
-
 def arch_record(supernet: nn.Module, meta: dict[str, Any], supernet_path: Path, supernet_sha: str,
                 subnet: SubnetConfig, model: nn.Module, bn: str, *, space: SearchSpace | None = None) -> dict[str, Any]:
     """The ``arch.json`` document of one exported subnet (``space``: the searched space, default the supernet's)."""
@@ -97,13 +80,13 @@ def arch_record(supernet: nn.Module, meta: dict[str, Any], supernet_path: Path, 
     c = supernet.config
     scout, full = space.scout(subnet), subnet
     subnet = space.without_cascade(subnet)
-    spec = _static_spec(c, subnet)
+    spec = c.static_spec(subnet)
     return {
         "format": SUBNET_FORMAT, "format_version": SUBNET_FORMAT_VERSION,
         "arch": space.format(full), "subnet_id": space.subnet_id(full), "family": meta["family"],
         "space": space.to_dict(),
         "widths": {"indices": list(subnet.widths), "fractions": list(space.width_fractions(subnet)),
-                   "hidden_channels": [b[0] for b in spec["blocks"]]},
+                   **c.subnet_summary(subnet)},
         "macs": count_macs(c, subnet), "params": int(sum(p.numel() for p in model.parameters())),
         "supernet": {"path": str(supernet_path), "sha256": supernet_sha},
         "bn": bn,
@@ -114,10 +97,10 @@ def arch_record(supernet: nn.Module, meta: dict[str, Any], supernet_path: Path, 
         "output": {"name": OUTPUT_NAME, "shape": [1, c.num_classes]},
         "classes": list(meta["dataset"]["classes"]),
         "pytorch": spec,
-        "files": {"onnx": "model.onnx", "weights": "weights.safetensors", "verify": "verify.json"},
+        "files": {"onnx": MODEL_FILE, "weights": WEIGHTS_FILE, "verify": VERIFY_FILE},
         "opset": OPSET,
     } | ({"cascade": {"scout": supernet.space.format(scout), "scout_width": space.width_choices[scout.widths[0]],
-                      "scout_macs": count_macs(c, scout), "scout_pytorch": _static_spec(c, scout),
+                      "scout_macs": count_macs(c, scout), "scout_pytorch": c.static_spec(scout),
                       "meaning": "the scout runs first; the subnet runs only when the scout is not confident"}}
          if scout is not None else {})
 
@@ -211,35 +194,17 @@ def _export_early_exit(model: nn.Module, subnet: SubnetConfig, policy: dict[str,
         ee = CascadeCNN(scout, ee, math.inf if t is None else float(t), temperature=policy["scout_temperature"])
         names, every = ["logits_scout", *names], CascadeAllExits(ee)
     example = torch.zeros(record["input"]["shape"])
-    export_branching_onnx(ee, example, folder / "model.onnx")
-    export_multi_output_onnx(every, example, folder / "model.all_exits.onnx", names)
+    export_branching_onnx(ee, example, folder / MODEL_FILE)
+    export_multi_output_onnx(every, example, folder / ALL_EXITS_FILE, names)
     return ee
 
 
 # ---- the run ---------------------------------------------------------------------------------
-def resolve_run_supernet(run_dir: Path, run: dict[str, Any],
-                         override: Path | None) -> tuple[nn.Module, dict[str, Any], Path, str]:
-    """The run's supernet ``(model, meta, path, sha256)``; its sha256 must match the one in run.json."""
-    info = run.get("supernet") or {}
-    path = override
-    if path is None and info.get("path"):
-        path = Path(info["path"])
-        if not path.is_absolute() and not path.exists() and (run_dir / path).exists():
-            path = run_dir / path
-    model, meta, path = resolve_supernet(path)
-    digest = sha256(path)
-    want = info.get("sha256")
-    if want and digest != want:
-        raise CheckpointMismatchError(f"supernet '{path}' has sha256 {digest[:12]}… but run '{run_dir}' was searched on "
-                                      f"{want[:12]}…; pass --supernet with the run's supernet.")
-    return model, meta, path, digest
-
-
-def _host_predictions(run: dict[str, Any], pred: Any, subs: list[SubnetConfig], target_ms: np.ndarray,
+def _host_predictions(run: RunRecord, pred: Any, subs: list[SubnetConfig], target_ms: np.ndarray,
                       rates: list[list[float]]) -> tuple[np.ndarray, dict[str, Any]]:
     """Predicted host latency of ``subs`` (expected latency with the predicted exit rates): the run's own
     predictions when it targeted the host, else the host predictor's."""
-    if str(run_setting(run, "device", "")) == "host":
+    if run.device == "host":
         return target_ms, {"method": "the run's own latency predictor (device host)"}
     d = pred.describe()
     per_exit = np.asarray(pred.predict_exit_ms(subs), dtype=np.float64)
@@ -259,16 +224,13 @@ def export_subnets(run_dir: Path, top_k: int = 5, *, supernet_path: Path | None 
     """
     run_dir = Path(run_dir)
     run = load_run(run_dir)
-    seed = int(run_setting(run, "seed", 0) or 0) if seed is None else int(seed)
+    seed = run.seed if seed is None else int(seed)
     picks = choose_subnets(combined_front(run_dir), top_k)
     supernet, meta, path, digest = resolve_run_supernet(run_dir, run, supernet_path)
-    bn = str(run_setting(run, "bn", "recal"))
-    if bn not in BN_MODES:
-        raise ConfigError(f"run.json names BN mode '{bn}'; known: {', '.join(BN_MODES)}.")
-    data, note = load_default_data(meta, run_setting(run, "dataset"), path)
+    bn = run.bn  # validated by the run record: one of supernet.evaluate.BN_MODES
+    data, note = load_default_data(meta, run.settings.dataset, path)
     eval_set = eval_set_name(note, data.spec, len(data.y_test))
-    stored = (run.get("supernet") or {}).get("space")
-    searched: SearchSpace = SearchSpace.from_dict(stored) if stored else supernet.space
+    searched: SearchSpace = run.search_space() or supernet.space
     if searched.exit_positions != supernet.space.exit_positions and searched.exit_positions:
         raise CheckpointMismatchError(f"run '{run_dir}' searched exits after blocks {list(searched.exit_positions)} but "
                                       f"this supernet has them after {list(supernet.space.exit_positions)}; pass the "
@@ -282,8 +244,8 @@ def export_subnets(run_dir: Path, top_k: int = 5, *, supernet_path: Path | None 
     subs = [dataclasses.replace(s, exits=(0,) * len(space.exit_positions)) if len(s.exits) != len(space.exit_positions)
             else s for s in subs]
     target = picks["latency_ms"].to_numpy(dtype=np.float64)
-    max_drop = float(run_setting(run, "max_accuracy_drop", None) or 0.005)
-    calibration = ((run.get("predictors") or {}).get("exits") or {}).get("calibration") or {}
+    max_drop = run.settings.max_accuracy_drop or 0.005
+    calibration = (run.predictors.exits or {}).get("calibration") or {}
     criterion = str(calibration.get("criterion") or "confidence")
     val_note = "validation split" if not note.endswith("shipped sample") else "the shipped sample's validation images"
     host = latency_predictor("host", supernet.config, seed=seed)  # measured on this machine once, then cached
@@ -295,7 +257,7 @@ def export_subnets(run_dir: Path, top_k: int = 5, *, supernet_path: Path | None 
     speed = host.speed_now(supernet.config, seed=seed)
     rates = [[float(v) for v in str(r).split(";")] for r in picks["exit_rates"]]
     host_pred, host_how = _host_predictions(run, host, subs, target, rates)
-    root = run_dir / "subnets"
+    root = run_dir / SUBNETS_DIR
     root.mkdir(parents=True, exist_ok=True)
     out = []
     for i, (sub, row) in enumerate(zip(subs, picks.itertuples(index=False), strict=True)):
@@ -323,43 +285,44 @@ def export_subnets(run_dir: Path, top_k: int = 5, *, supernet_path: Path | None 
                            f"0 = the scout, 1 + i = exit i, {1 + len(sub.exits)} = final classifier")
                 record["output"]["exit_index"] = {"name": "exit_index", "shape": [1], "dtype": "int64",
                                                   "meaning": meaning}
-                record["files"]["all_exits_onnx"] = "model.all_exits.onnx"
+                record["files"]["all_exits_onnx"] = ALL_EXITS_FILE
                 record["batch_semantics"] = ("model.onnx is batch 1: it leaves at an exit when the input passes its "
                                              "threshold; model.all_exits.onnx (any batch) returns every exit's logits "
                                              "for per-sample routing with the thresholds in exit_policy")
             else:
-                export_onnx(model, example, tmp / "model.onnx")
-            check_self_contained(tmp / "model.onnx")
-            save_tensors(tmp / "weights.safetensors", model.state_dict(), {"format": SUBNET_FORMAT, "arch": arch,
+                export_onnx(model, example, tmp / MODEL_FILE)
+            check_self_contained(tmp / MODEL_FILE)
+            save_tensors(tmp / WEIGHTS_FILE, model.state_dict(), {"format": SUBNET_FORMAT, "arch": arch,
                                                                           "subnet_id": record["subnet_id"]})
             if scout is not None:
-                save_tensors(tmp / "scout_weights.safetensors", scout.state_dict(),
+                save_tensors(tmp / SCOUT_WEIGHTS_FILE, scout.state_dict(),
                              {"format": SUBNET_FORMAT, "arch": record["cascade"]["scout"], "role": "cascade scout"})
-                record["files"]["scout_weights"] = "scout_weights.safetensors"
-            record["files"]["onnx_sha256"] = sha256(tmp / "model.onnx")
-            write_json(tmp / "arch.json", record)
+                record["files"]["scout_weights"] = SCOUT_WEIGHTS_FILE
+            record["files"]["onnx_sha256"] = sha256(tmp / MODEL_FILE)
+            ArchRecord.model_validate(record)  # the contract of reports.run_folder, before anything is kept
+            write_json(tmp / ARCH_FILE, record)
             if dynamic:
-                verify = verify_early_exit(ee, tmp / "model.onnx", tmp / "model.all_exits.onnx", data.x_test,
+                verify = verify_early_exit(ee, tmp / MODEL_FILE, tmp / ALL_EXITS_FILE, data.x_test,
                                            data.y_test, eval_set)
                 shape = (1, *data.x_test.shape[3:], *data.x_test.shape[1:3])
-                verify["host_latency_ms"] = measure_latency(tmp / "model.onnx", shape, threads=1, seed=seed).to_dict()
+                verify["host_latency_ms"] = measure_latency(tmp / MODEL_FILE, shape, threads=1, seed=seed).to_dict()
                 verify["host_latency_ms"]["note"] = "one fixed random input: the exit it takes decides the time"
                 images = to_tensor(data.x_test[:N_EXPECTED_IMAGES]).numpy()
-                verify["host_latency_relative"] = measure_expected_relative(host, host_reference, tmp / "model.onnx",
+                verify["host_latency_relative"] = measure_expected_relative(host, host_reference, tmp / MODEL_FILE,
                                                                             images, seed=seed)
                 verify["exit_policy"] = record["exit_policy"]
                 verify["predicted_exit_rates"] = [float(v) for v in str(row.exit_rates).split(";")]
                 verify["predicted_static_accuracy"] = float(row.static_accuracy)
                 verify["predicted_worst_latency_ms"] = float(row.worst_latency_ms)
             else:
-                verify = verify_onnx(model, tmp / "model.onnx", data.x_test, data.y_test, eval_set, seed=seed)
-                verify["host_latency_relative"] = measure_relative(host, host_reference, tmp / "model.onnx",
+                verify = verify_onnx(model, tmp / MODEL_FILE, data.x_test, data.y_test, eval_set, seed=seed)
+                verify["host_latency_relative"] = measure_relative(host, host_reference, tmp / MODEL_FILE,
                                                                      seed=seed)
             rel = verify["host_latency_relative"]
             rel["now_ms"] = rel["ratio"] * speed["reference_ms_now"]
             verify["host_speed"] = speed
             verify.update({
-                "device": str(run_setting(run, "device", "")),
+                "device": run.device,
                 "predicted_latency_ms": float(row.latency_ms),
                 "predicted_accuracy": float(row.accuracy),
                 "predicted_host_latency_ms": float(host_pred[i]),
@@ -367,7 +330,8 @@ def export_subnets(run_dir: Path, top_k: int = 5, *, supernet_path: Path | None 
                 "algorithm": str(row.algorithm),
                 "arch": arch, "subnet_id": record["subnet_id"], "bn": bn, "seed": seed, "dynamic": dynamic,
             })
-            write_json(tmp / "verify.json", verify)
+            VerifyRecord.model_validate(verify)
+            write_json(tmp / VERIFY_FILE, verify)
             _replace_dir(tmp, root / record["subnet_id"])
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -380,20 +344,5 @@ def export_subnets(run_dir: Path, top_k: int = 5, *, supernet_path: Path | None 
                     "exit_rates": verify.get("exit_rates"),
                     "host_latency_relative_ms": verify["host_latency_relative"]["at_calibration_speed_ms"],
                     "max_abs_logit_diff": verify["max_abs_logit_diff"], "eval_set": eval_set})
-    run["exported"] = [o["subnet_id"] for o in out]
-    run["export_host_speed"] = speed
-    write_run_json(run_dir, {k: v for k, v in run.items() if k not in ("format", "format_version")})
-    return out
-
-
-def exported_subnets(run_dir: Path, run: dict[str, Any]) -> list[dict[str, Any]]:
-    """The subnets of the run's latest export (``run["exported"]``): ``{"arch", "verify", "folder"}`` each."""
-    out = []
-    for sid in run.get("exported") or []:
-        folder = Path(run_dir) / "subnets" / str(sid)
-        try:
-            out.append({"arch": read_json(folder / "arch.json", "arch file"),
-                        "verify": read_json(folder / "verify.json", "verify file"), "folder": folder})
-        except CheckpointError as e:
-            raise NoRunError(f"{e} Re-export with `dynnas export {run_dir}`.") from None
+    save_run(run_dir, run.updated(exported=[o["subnet_id"] for o in out], export_host_speed=speed))
     return out

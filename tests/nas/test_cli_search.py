@@ -81,20 +81,22 @@ def test_search_writes_the_run_folder_contract(sn, first_run):
     assert set(union.iloc[non_dominated(np.column_stack([-union["accuracy"], union["latency_ms"]]))]["subnet_id"]) \
         == set(combined["subnet_id"])
 
-    run = load_run(out)
-    assert run["status"] == "complete" and run["format_version"] == 2 and run["seed"] == 0
-    assert run["command"].startswith("dynnas search --device jetson-orin")
-    assert run["settings"]["budget"] == 12 and run["algorithms"] == ["nsga2", "optuna", "random"]
-    assert {"dynnas", "torch", "optuna", "pymoo", "onnxruntime"} <= set(run["versions"])
-    assert run["profile"]["name"] == "jetson-orin" and "{onnx}" in run["profile"]["deploy"]
-    assert run["supernet"]["sha256"] == sha256(sn) and run["supernet"]["family"] == "cnn"
-    assert run["supernet"]["space"]["n_blocks"] == 4
-    assert "heldout_tau" in run["predictors"]["accuracy"]["quality"] and run["predictors"]["latency"]
-    assert {"accuracy", "latency_ms", "ideal", "nadir"} <= set(run["hv_reference"])
+    run = load_run(out)  # the typed record of reports.run_folder
+    assert run.status == "complete" and run.format_version == 2 and run.seed == 0
+    assert run.command.startswith("dynnas search --device jetson-orin")
+    assert run.settings.budget == 12 and run.algorithms == ("nsga2", "optuna", "random")
+    assert {"dynnas", "torch", "optuna", "pymoo", "onnxruntime"} <= set(run.versions)
+    assert run.profile.name == "jetson-orin" and "{onnx}" in run.profile.deploy
+    assert run.supernet.sha256 == sha256(sn) and run.supernet.family == "cnn"
+    assert run.supernet.space["n_blocks"] == 4 and run.search_space().n_blocks == 4
+    assert "heldout_tau" in run.predictors.accuracy["quality"] and run.predictors.latency
+    assert run.hv_reference.ideal.accuracy > run.hv_reference.nadir.accuracy > run.hv_reference.accuracy
     for alg, h in hist.groupby("algorithm"):
-        assert run["hypervolume"][alg] == pytest.approx(h["hypervolume"].iloc[-1])
-    assert run["hypervolume_combined"] >= max(run["hypervolume"].values()) - 1e-12
-    assert [b["width"] for b in run["baselines"]] == [0.25, 0.5, 0.75, 1.0]
+        assert run.hypervolume[alg] == pytest.approx(h["hypervolume"].iloc[-1])
+    assert run.hypervolume_combined >= max(run.hypervolume.values()) - 1e-12
+    assert [b.width for b in run.baselines] == [0.25, 0.5, 0.75, 1.0]
+    raw = json.loads((out / "run.json").read_text())  # the convenience copies of settings stay at the top level
+    assert raw["seed"] == 0 and raw["device"] == "jetson-orin" and raw["algorithms"] == ["nsga2", "optuna", "random"]
     html = (out / "report.html").read_text()
     assert "data:image/png;base64" in html and ".partial" not in html  # written at its final path
 
@@ -125,10 +127,10 @@ def test_resume_an_interrupted_search(sn, first_run, tmp_path):
     hist = pd.read_csv(first_run / "history.csv")
     ev[ev["algorithm"] == "random"].to_csv(stage / "evaluations.csv", index=False)
     hist[hist["algorithm"] == "random"].to_csv(stage / "history.csv", index=False)
-    settings = {**run["settings"], "out": str(out)}
+    settings = {**run.settings.to_dict(), "out": str(out)}
 
     def partial(**change: object) -> None:
-        doc = {"settings": {**settings, **change}, "done": {"random": run["results"]["random"]}}
+        doc = {"settings": {**settings, **change}, "done": {"random": run.results["random"].model_dump()}}
         (stage / PARTIAL_FILE).write_text(json.dumps(doc))
 
     partial(seed=1)
@@ -138,7 +140,7 @@ def test_resume_an_interrupted_search(sn, first_run, tmp_path):
     assert "reusing random" in text
     for name in ("evaluations.csv", "pareto.csv", "history.csv"):
         assert (out / name).read_bytes() == (first_run / name).read_bytes(), name
-    assert load_run(out)["results"]["random"]["seconds"] == run["results"]["random"]["seconds"]  # not rerun
+    assert load_run(out).results["random"].seconds == run.results["random"].seconds  # not rerun
     assert not leftovers(out) and not (out / PARTIAL_FILE).exists()
 
 

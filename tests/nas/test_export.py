@@ -7,73 +7,23 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import pandas as pd
 import pytest
 import torch
 from onnx import numpy_helper
 from typer.testing import CliRunner
 
 from nas.cli import app
-from nas.driver import EVAL_COLUMNS, HISTORY_COLUMNS, SearchResult
 from nas.export import combined_front, export_subnets
-from nas.runfolder import NoRunError, write_run_json, write_tables
 from nas.verify import ExportVerificationError, check_self_contained, verify_onnx
 from predictors.onnx_io import run_onnx
+from reports.run_folder import NoRunError
 from supernet.checkpoint import load_supernet, load_tensors, save_supernet, sha256
 from supernet.cnn import count_macs
 from supernet.data import to_tensor
 from supernet.errors import CheckpointMismatchError, ConfigError
 from supernet.evaluate import accuracy, subnet_model
 from supernet.static import StaticCNN
-
-
-def make_run(folder: Path, supernet_path: Path, *, device: str = "host", n: int = 40, seed: int = 0,
-             deploy: str | None = None, baselines: bool = False) -> Path:
-    """A complete run folder (nas.runfolder contract) of ``n`` random subnets split between two algorithms.
-
-    "Predictions" are a made-up monotone function of MACs plus noise: export and report only read them.
-    """
-    model, _meta = load_supernet(supernet_path)
-    space, rng = model.space, np.random.default_rng(seed)
-    scale = 1.0 if device == "host" else 0.3
-
-    def predict(sub):
-        macs = count_macs(model.config, sub)
-        return macs, 0.5 + 0.4 * macs / 75_000 + rng.normal(0, 0.02), scale * (0.02 + macs / 1e6)
-
-    results = []
-    for alg in ("nsga2", "random"):
-        rows, hist = [], []
-        for i in range(n // 2):
-            sub = space.sample(rng)
-            sub = space.make(sub.widths, (0,) * len(sub.exits))  # static subnets; exits: tests/nas/test_exits.py
-            macs, acc, lat = predict(sub)
-            rates = ";".join(["0"] * len(sub.exits) + ["1"])
-            rows.append((i, alg, space.subnet_id(sub), space.format(sub), acc, lat, macs, True, acc, lat, rates))
-            hist.append((alg, i + 1, 0.3 + 0.01 * i))
-        results.append(SearchResult(algorithm=alg, budget=n // 2, seed=seed, seconds=1.0,
-                                    evaluations=pd.DataFrame(rows, columns=list(EVAL_COLUMNS)),
-                                    history=pd.DataFrame(hist, columns=list(HISTORY_COLUMNS))))
-    folder.mkdir(parents=True, exist_ok=True)
-    write_tables(folder, results)
-    run = {
-        "status": "complete", "device": device, "seed": seed, "bn": "recal", "dataset": None,
-        "supernet": {"path": str(supernet_path), "sha256": sha256(supernet_path), "family": "cnn",
-                     "space": space.to_dict()},
-        "profile": {"name": device, "deploy": deploy or "python -m onnxruntime_check {onnx}"},
-        "predictors": {"accuracy": {"quality": {"heldout_tau": 0.71, "heldout_rmse_points": 1.2,
-                                                "noise_ceiling_tau": 0.83}},
-                       "latency": {"method": "synthetic", "device": device}},
-        "hypervolume": {r.algorithm: r.hypervolume for r in results},
-    }
-    if baselines:
-        run["baselines"] = []
-        for i, w in enumerate(space.width_choices):
-            macs, acc, lat = predict(space.uniform(i))
-            run["baselines"].append({"width": w, "arch": space.format(space.uniform(i)), "accuracy": acc,
-                                     "latency_ms": lat, "macs": macs})
-    write_run_json(folder, run)
-    return folder
+from tests.reports.runs import make_run  # the hand-built run folder shared with the report tests
 
 
 @pytest.fixture(scope="module")

@@ -87,3 +87,42 @@ def test_corrupt_artifact_is_detected(tmp_path, tiny_supernet_path):
         load_supernet(bad)
     with pytest.raises(CheckpointError, match="does not exist"):
         load_supernet(tmp_path / "missing.safetensors")
+
+
+def _vit_cfg() -> TrainConfig:
+    return TrainConfig(family="vit", preset="tiny", dataset="digits", stage_epochs=(1, 1), token_epochs=1,
+                       exit_epochs=1, exit_route="joint", optimizer="adamw", lr=2e-3, weight_decay=0.05,
+                       warmup_epochs=1, n_random=1, seed=0)
+
+
+def test_vit_with_token_stage_and_adamw_resumes_bit_identically(tmp_path, digits):
+    cfg = _vit_cfg()
+    assert cfg.stages == (1, 1, 1, 1) and cfg.is_token_stage(2) and cfg.is_exit_stage(3) and cfg.tokens_on(3)
+    full = Trainer(cfg, tmp_path / "full", data=digits)
+    full.run()
+    part = tmp_path / "part"
+    Trainer(cfg, part, data=digits).run(stop_after=3)  # killed after the token stage
+    from supernet.checkpoint import load_tensors
+
+    tensors, _ = load_tensors(part / "checkpoint.safetensors")
+    assert any(k.endswith(".exp_avg_sq") for k in tensors)  # AdamW's moments are in the checkpoint
+    resumed = Trainer(cfg, part, data=digits)
+    resumed.run(resume=True)
+    a, b = full.model.state_dict(), resumed.model.state_dict()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert [h["loss"] for h in full.history] == [h["loss"] for h in resumed.history]
+
+
+def test_token_stage_needs_token_positions():
+    with pytest.raises(ValueError, match="no token-reduction positions"):
+        TrainConfig(preset="tiny", dataset="digits", stage_epochs=(1,), token_epochs=1)
+
+
+def test_warmup_ramps_the_learning_rate_linearly():
+    from supernet.train import _lr
+
+    cfg = TrainConfig(family="vit", preset="tiny", dataset="digits", stage_epochs=(2, 1), warmup_epochs=1,
+                      optimizer="adamw", lr=1e-3)
+    assert [round(_lr(cfg, 0, s, 10), 6) for s in (0, 4, 9)] == [1e-4, 5e-4, 1e-3]
+    assert _lr(cfg, 1, 9, 10) < _lr(cfg, 1, 0, 10) <= 1e-3  # cosine after the warm-up

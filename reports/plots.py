@@ -1,4 +1,4 @@
-"""The report's figures: matplotlib ``Figure`` objects (Agg, no pyplot state) encoded as base64 PNG.
+"""The report's static figures: matplotlib ``Figure`` objects (Agg, no pyplot state) encoded as base64 PNG.
 
 Each function takes plain tables (pandas frames and dicts), so the figures can be drawn for any
 run folder without loading a supernet.
@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from reports.compare import SeedGroup
 
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 
@@ -129,4 +131,26 @@ def predicted_vs_measured_figure(points: pd.DataFrame) -> Figure:
     ax_acc.set_xlabel("predicted accuracy")
     ax_acc.set_ylabel("measured accuracy, onnxruntime")
     ax_acc.set_title("accuracy", fontsize=10)
+    return fig
+
+
+def seeds_figure(groups: list[SeedGroup]) -> Figure:
+    """Hypervolume against evaluations per algorithm over seeds: the mean line and the min–max band, one panel
+    per group of runs (see :func:`reports.compare.seed_groups`)."""
+    fig = Figure(figsize=(5.2 * len(groups), 3.8), layout="constrained")
+    axes = fig.subplots(1, len(groups), squeeze=False)[0]
+    algorithms = sorted({a for g in groups for a in g.curves["algorithm"].astype(str)})
+    for ax, g in zip(axes, groups, strict=True):
+        for alg, s in g.spread().groupby("algorithm", sort=True):
+            s = s.sort_values("n_evals")
+            c = _color(algorithms, str(alg))
+            n_runs = int(s["count"].max())
+            ax.fill_between(s["n_evals"], s["min"], s["max"], color=c, alpha=0.18, linewidth=0, step="post")
+            ax.step(s["n_evals"], s["mean"], where="post", lw=1.6, color=c,
+                    label=f"{alg}: mean of {n_runs} (final {s['mean'].iloc[-1]:.4f})")
+        ax.set_title(f"{g.label}\nseeds {', '.join(map(str, g.seeds))}; band: min–max", fontsize=9)
+        ax.set_xlabel("evaluations")
+        ax.set_ylabel("hypervolume (normalised)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
     return fig

@@ -1,1 +1,1 @@
-"""dynnas: how we choose — search algorithms, Pareto sets, export, reports and the CLI."""
+"""dynnas: how we choose — search algorithms, Pareto sets, export and the CLI (reports live in reports/)."""

@@ -48,6 +48,7 @@ class SearchResult:
     seconds: float
     settings: dict[str, Any] = field(default_factory=dict)
     stopped_early: str | None = None
+    objectives: tuple[str, ...] = ("accuracy", "latency_ms")  # the third (energy_mj, memory_bytes) when searched
 
     @property
     def n_evals(self) -> int:
@@ -59,14 +60,19 @@ class SearchResult:
 
     def pareto(self) -> pd.DataFrame:
         """Distinct feasible non-dominated evaluations, fastest first."""
-        return pareto_rows(self.evaluations)
+        return pareto_rows(self.evaluations, self.objectives)
 
 
-def pareto_rows(evaluations: pd.DataFrame) -> pd.DataFrame:
-    """The feasible, non-dominated, distinct-subnet rows of an evaluations table, fastest first."""
+def objective_matrix(df: pd.DataFrame, objectives: Sequence[str] = ("accuracy", "latency_ms")) -> np.ndarray:
+    """Minimised ``F`` of a table's rows: ``-accuracy``, ``latency_ms`` and any further (minimised) objective."""
+    cols = [-df["accuracy"].to_numpy(float)] + [df[c].to_numpy(float) for c in objectives[1:]]
+    return np.column_stack(cols).reshape(len(df), len(cols))
+
+
+def pareto_rows(evaluations: pd.DataFrame, objectives: Sequence[str] = ("accuracy", "latency_ms")) -> pd.DataFrame:
+    """The feasible, non-dominated (over ``objectives``), distinct-subnet rows of an evaluations table, fastest first."""
     df = evaluations[evaluations["feasible"].astype(bool)].drop_duplicates("subnet_id")
-    F = np.column_stack([-df["accuracy"].to_numpy(float), df["latency_ms"].to_numpy(float)])
-    return df.iloc[non_dominated(F)].reset_index(drop=True)
+    return df.iloc[non_dominated(objective_matrix(df, objectives))].reset_index(drop=True)
 
 
 def format_rates(rates: np.ndarray) -> str:
@@ -81,19 +87,24 @@ class _Cache:
         self.problem = problem
         self.rows: dict[SubnetConfig, tuple[Any, ...]] = {}
         self.g: dict[SubnetConfig, np.ndarray] = {}
+        self.f: dict[SubnetConfig, np.ndarray] = {}
+        self.extra: dict[SubnetConfig, tuple[float, ...]] = {}
 
     def evaluate(self, subnets: Sequence[SubnetConfig]) -> tuple[np.ndarray, np.ndarray, list[tuple[Any, ...]]]:
         new = list(dict.fromkeys(s for s in subnets if s not in self.rows))
         if new:
             ev = self.problem.evaluate(new)
-            G = ev.G
+            G, F = ev.G, ev.F
+            extra = [getattr(ev, c) for c in self.problem.extra_columns]
             for i, s in enumerate(new):
+                self.f[s] = F[i]
+                self.extra[s] = tuple(float(e[i]) for e in extra)
                 self.rows[s] = (float(ev.accuracy[i]), float(ev.latency_ms[i]), int(ev.macs[i]), bool(ev.feasible[i]),
                                 float(ev.static_accuracy[i]), float(ev.worst_latency_ms[i]),
                                 format_rates(ev.exit_rates[i]))
                 self.g[s] = G[i]
-        rows = [self.rows[s] for s in subnets]
-        F = np.asarray([[-r[0], r[1]] for r in rows], dtype=np.float64).reshape(-1, 2)
+        rows = [self.rows[s] + self.extra[s] for s in subnets]
+        F = np.asarray([self.f[s] for s in subnets], dtype=np.float64).reshape(len(rows), self.problem.n_obj)
         G = np.asarray([self.g[s] for s in subnets], dtype=np.float64).reshape(len(rows), self.problem.n_constr)
         return F, G, rows
 
@@ -117,14 +128,15 @@ def run_search(problem: SearchProblem, algorithm_name: str, budget: int, seed: i
     cache = _Cache(problem)
     records: list[tuple[Any, ...]] = []
     history: list[tuple[str, int, float]] = []
-    front = np.zeros((0, 2))
+    front = np.zeros((0, problem.n_obj))
+    columns = [*EVAL_COLUMNS, *problem.extra_columns]
     stopped: str | None = None
 
     def record(subnets: Sequence[SubnetConfig], F: np.ndarray, rows: list[tuple[Any, ...]]) -> None:
         nonlocal front
-        for s, (acc, lat, macs, feas, static, worst, rates) in zip(subnets, rows, strict=True):
+        for s, (acc, lat, macs, feas, static, worst, rates, *extra) in zip(subnets, rows, strict=True):
             records.append((len(records), algorithm_name, problem.space.subnet_id(s), problem.space.format(s),
-                            acc, lat, macs, feas, static, worst, rates))
+                            acc, lat, macs, feas, static, worst, rates, *extra))
         feas_F = F[[r[3] for r in rows]]
         merged = np.vstack([front, feas_F])
         front = merged[non_dominated(merged)]
@@ -155,7 +167,8 @@ def run_search(problem: SearchProblem, algorithm_name: str, budget: int, seed: i
         algo.close()
     return SearchResult(
         algorithm=algorithm_name, budget=int(budget), seed=int(seed),
-        evaluations=pd.DataFrame(records, columns=list(EVAL_COLUMNS)),
+        evaluations=pd.DataFrame(records, columns=columns),
         history=pd.DataFrame(history, columns=list(HISTORY_COLUMNS)),
         seconds=time.perf_counter() - start, settings=algo.describe(), stopped_early=stopped,
+        objectives=tuple(o.name for o in problem.objectives),
     )

@@ -31,33 +31,66 @@ class HVBox:
     acc_nadir: float
     lat_ideal: float
     lat_nadir: float
+    # a third minimised objective (energy_mj or memory_bytes), spanned the same way; None with two objectives
+    third_name: str | None = None
+    third_ideal: float | None = None
+    third_nadir: float | None = None
 
     @classmethod
-    def from_points(cls, accuracy: np.ndarray, latency_ms: np.ndarray, latency_budget_ms: float | None = None) -> HVBox:
-        """The box spanned by some points (the uniform baselines); the budget caps the latency nadir."""
+    def from_points(cls, accuracy: np.ndarray, latency_ms: np.ndarray, latency_budget_ms: float | None = None, *,
+                    third: np.ndarray | None = None, third_cap: float | None = None,
+                    third_name: str | None = None) -> HVBox:
+        """The box spanned by some points (the uniform baselines); the budget caps the latency nadir (and
+        ``third_cap`` the third objective's)."""
         acc, lat = np.asarray(accuracy, float), np.asarray(latency_ms, float)
         lat_nadir = float(latency_budget_ms) if latency_budget_ms is not None else float(lat.max())
-        return cls(float(acc.max()), float(acc.min()), float(lat.min()), lat_nadir)
+        if third is None:
+            return cls(float(acc.max()), float(acc.min()), float(lat.min()), lat_nadir)
+        t = np.asarray(third, float)
+        return cls(float(acc.max()), float(acc.min()), float(lat.min()), lat_nadir, third_name or "third",
+                   float(t.min()), float(third_cap) if third_cap is not None else float(t.max()))
 
-    def _spans(self) -> tuple[float, float]:
+    @property
+    def n_obj(self) -> int:
+        return 2 if self.third_name is None else 3
+
+    def _spans(self) -> tuple[float, ...]:
         tiny = 1e-9  # a degenerate axis (all equal) must not divide by zero
-        return (max(self.acc_ideal - self.acc_nadir, tiny * max(1.0, abs(self.acc_ideal))),
-                max(self.lat_nadir - self.lat_ideal, tiny * max(1.0, abs(self.lat_nadir))))
+        spans = (max(self.acc_ideal - self.acc_nadir, tiny * max(1.0, abs(self.acc_ideal))),
+                 max(self.lat_nadir - self.lat_ideal, tiny * max(1.0, abs(self.lat_nadir))))
+        if self.third_name is None:
+            return spans
+        lo, hi = float(self.third_ideal or 0.0), float(self.third_nadir or 0.0)
+        return (*spans, max(hi - lo, tiny * max(1.0, abs(hi))))
 
     def normalise(self, F: np.ndarray) -> np.ndarray:  # noqa: N803 - pymoo's name
-        """``(-acc, lat)`` → ``((acc_ideal - acc) / acc_span, (lat - lat_ideal) / lat_span)``."""
-        F = np.asarray(F, dtype=np.float64).reshape(-1, 2)
-        sa, sl = self._spans()
-        return np.column_stack([(self.acc_ideal + F[:, 0]) / sa, (F[:, 1] - self.lat_ideal) / sl])
+        """``(-acc, lat[, third])`` → ``((acc_ideal - acc) / acc_span, (lat - lat_ideal) / lat_span[, …])``."""
+        F = np.asarray(F, dtype=np.float64).reshape(-1, self.n_obj)
+        sp = self._spans()
+        cols = [(self.acc_ideal + F[:, 0]) / sp[0], (F[:, 1] - self.lat_ideal) / sp[1]]
+        if self.third_name is not None:
+            cols.append((F[:, 2] - float(self.third_ideal or 0.0)) / sp[2])
+        return np.column_stack(cols)
 
     @property
     def reference(self) -> tuple[float, float]:
         """The reference point in raw units: (accuracy, latency_ms)."""
-        sa, sl = self._spans()
+        sa, sl = self._spans()[:2]
         return self.acc_ideal - (1 + MARGIN) * sa, self.lat_ideal + (1 + MARGIN) * sl
 
     def to_dict(self) -> dict[str, Any]:
         acc, lat = self.reference
+        if self.third_name is not None:  # a 3-objective box: the third axis the same way, 3-D HV
+            t = self.third_name
+            sp = self._spans()
+            return {"accuracy": acc, "latency_ms": lat, t: float(self.third_ideal or 0.0) + (1 + MARGIN) * sp[2],
+                    "ideal": {"accuracy": self.acc_ideal, "latency_ms": self.lat_ideal, t: self.third_ideal},
+                    "nadir": {"accuracy": self.acc_nadir, "latency_ms": self.lat_nadir, t: self.third_nadir},
+                    "normalised_reference": [1 + MARGIN] * 3, "third": t,
+                    "transform": f"f = ((ideal.accuracy - accuracy) / (ideal.accuracy - nadir.accuracy), "
+                                 f"(latency_ms - ideal.latency_ms) / (nadir.latency_ms - ideal.latency_ms), "
+                                 f"({t} - ideal.{t}) / (nadir.{t} - ideal.{t})); 3-D HV of f against "
+                                 "(1.1, 1.1, 1.1); only feasible points count"}
         return {"accuracy": acc, "latency_ms": lat,
                 "ideal": {"accuracy": self.acc_ideal, "latency_ms": self.lat_ideal},
                 "nadir": {"accuracy": self.acc_nadir, "latency_ms": self.lat_nadir},
@@ -68,6 +101,10 @@ class HVBox:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> HVBox:
+        t = d.get("third")
+        if t:
+            return cls(float(d["ideal"]["accuracy"]), float(d["nadir"]["accuracy"]), float(d["ideal"]["latency_ms"]),
+                       float(d["nadir"]["latency_ms"]), t, float(d["ideal"][t]), float(d["nadir"][t]))
         return cls(float(d["ideal"]["accuracy"]), float(d["nadir"]["accuracy"]), float(d["ideal"]["latency_ms"]),
                    float(d["nadir"]["latency_ms"]))
 
@@ -90,7 +127,7 @@ def hypervolume(F: np.ndarray, box: HVBox) -> float:  # noqa: N803
     Z = Z[np.all(Z < 1 + MARGIN, axis=1)]  # points beyond the reference dominate nothing
     if len(Z) == 0:
         return 0.0
-    return float(HV(ref_point=np.full(2, 1 + MARGIN))(Z))
+    return float(HV(ref_point=np.full(Z.shape[1], 1 + MARGIN))(Z))
 
 
 def spread_order(latency_ms: np.ndarray) -> np.ndarray:

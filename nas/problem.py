@@ -23,7 +23,7 @@ import dataclasses
 import functools
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -118,6 +118,18 @@ def check_latency_budget(space: SearchSpace, latency: LatencyModel, budget_ms: f
         )
 
 
+def check_max_memory(memory: Any, max_bytes: float | None) -> None:
+    """Raise :class:`InfeasibleConstraintError` when ``max_bytes`` is below the smallest subnet's memory."""
+    if max_bytes is None:
+        return
+    least, sub = memory.minimum_bytes()
+    if least > max_bytes:
+        raise InfeasibleConstraintError(
+            f"--max-memory {max_bytes:.0f} bytes is below the smallest subnet ({memory.space.format(sub)}), which "
+            f"needs {least:.0f} bytes ({least / 1e6:.3g} MB: weights + input + peak activations); pass "
+            f"--max-memory >= {least:.0f} or drop it.")
+
+
 @dataclass(frozen=True, slots=True)
 class Objective:
     """One objective: its name, unit and whether larger or smaller is better."""
@@ -131,6 +143,25 @@ OBJECTIVES: tuple[Objective, ...] = (
     Objective("accuracy", "maximize", "fraction"),
     Objective("latency_ms", "minimize", "ms"),
 )
+# --objectives names → objectives; the third (energy or memory) is optional
+OBJECTIVE_CHOICES: dict[str, Objective] = {
+    "accuracy": OBJECTIVES[0], "latency": OBJECTIVES[1],
+    "energy": Objective("energy_mj", "minimize", "mJ"), "memory": Objective("memory_bytes", "minimize", "bytes"),
+}
+
+
+def parse_objectives(spec: str) -> tuple[Objective, ...]:
+    """``--objectives``: ``accuracy,latency`` (default) or ``accuracy,latency,energy|memory``."""
+    from supernet.errors import unknown
+
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    for n in names or [spec]:
+        if n not in OBJECTIVE_CHOICES:
+            raise unknown("objective", n, list(OBJECTIVE_CHOICES))
+    if names[:2] != ["accuracy", "latency"] or len(names) > 3 or len(set(names)) != len(names):
+        raise ConfigError(f"--objectives must be accuracy,latency or accuracy,latency,energy or "
+                          f"accuracy,latency,memory, but got '{spec}'.")
+    return tuple(OBJECTIVE_CHOICES[n] for n in names)
 
 
 @dataclass(frozen=True, eq=False)
@@ -150,14 +181,22 @@ class Evaluation:
     static_accuracy: np.ndarray | None = None
     exit_rates: np.ndarray | None = None
     max_worst_latency_ms: float | None = None
+    energy_mj: np.ndarray | None = None  # predicted only when an objective or constraint needs it
+    memory_bytes: np.ndarray | None = None
+    third: str | None = None  # the third objective's name (energy_mj or memory_bytes), None with two
+    max_energy_mj: float | None = None
+    max_memory_bytes: float | None = None
 
     def __len__(self) -> int:
         return len(self.subnets)
 
     @property
     def F(self) -> np.ndarray:  # noqa: N802 - pymoo's name
-        """Objectives to minimise, shape (n, 2): ``(-accuracy, latency_ms)``."""
-        return np.column_stack([-self.accuracy, self.latency_ms]).astype(np.float64)
+        """Objectives to minimise, shape (n, 2): ``(-accuracy, latency_ms)``, or (n, 3) with the third objective."""
+        cols = [-self.accuracy, self.latency_ms]
+        if self.third is not None:
+            cols.append(getattr(self, self.third))
+        return np.column_stack(cols).astype(np.float64).reshape(len(self), len(cols))
 
     @property
     def G(self) -> np.ndarray:  # noqa: N802 - pymoo's name
@@ -168,6 +207,10 @@ class Evaluation:
         if self.max_worst_latency_ms is not None:
             worst = self.worst_latency_ms if self.worst_latency_ms is not None else self.latency_ms
             cols.append(worst - self.max_worst_latency_ms)
+        if self.max_memory_bytes is not None and self.memory_bytes is not None:
+            cols.append(self.memory_bytes - self.max_memory_bytes)
+        if self.max_energy_mj is not None and self.energy_mj is not None:
+            cols.append(self.energy_mj - self.max_energy_mj)
         if not cols:
             return np.zeros((len(self), 0))
         return np.column_stack(cols).astype(np.float64)
@@ -190,7 +233,12 @@ class SearchProblem:
     macs: Callable[[SubnetConfig], int]
     latency_budget_ms: float | None = None
     max_worst_latency_ms: float | None = None
-    objectives: tuple[Objective, ...] = field(default=OBJECTIVES, init=False)
+    objectives: tuple[Objective, ...] = OBJECTIVES
+    energy: Any = None  # predictors.energy.EnergyPredictor, for an energy objective or --max-energy
+    memory: Any = None  # predictors.memory.MemoryPredictor, for a memory objective or --max-memory
+    full_space: SearchSpace | None = None  # the space the memory/energy predictors know (exits, no scout)
+    max_memory_bytes: float | None = None
+    max_energy_mj: float | None = None
 
     def __post_init__(self) -> None:
         b = self.latency_budget_ms
@@ -218,15 +266,32 @@ class SearchProblem:
     def constraint_names(self) -> tuple[str, ...]:
         """Names of the columns of ``Evaluation.G``, in order."""
         return tuple(name for name, b in (("latency_ms", self.latency_budget_ms),
-                                          ("worst_latency_ms", self.max_worst_latency_ms)) if b is not None)
+                                          ("worst_latency_ms", self.max_worst_latency_ms),
+                                          ("memory_bytes", self.max_memory_bytes),
+                                          ("energy_mj", self.max_energy_mj)) if b is not None)
+
+    @property
+    def third(self) -> str | None:
+        """The third objective's name (``energy_mj`` or ``memory_bytes``), None with two objectives."""
+        return self.objectives[2].name if len(self.objectives) > 2 else None
+
+    @property
+    def extra_columns(self) -> tuple[str, ...]:
+        """Columns evaluations.csv gains: energy_mj / memory_bytes when an objective or constraint uses them."""
+        return tuple(c for c in ("energy_mj", "memory_bytes")
+                     if self.third == c or (c == "energy_mj" and self.max_energy_mj is not None)
+                     or (c == "memory_bytes" and self.max_memory_bytes is not None))
 
     def evaluate(self, subnets: Sequence[SubnetConfig]) -> Evaluation:
         """Predict dynamic accuracy, exit rates and expected/worst latency of ``subnets`` in one batch."""
         subs = tuple(subnets)
         if not subs:
             empty = np.zeros(0)
+            ex = self.extra_columns
             return Evaluation((), empty, empty, np.zeros(0, np.int64), self.latency_budget_ms, empty, empty,
-                              np.zeros((0, 1)), self.max_worst_latency_ms)
+                              np.zeros((0, 1)), self.max_worst_latency_ms, empty if "energy_mj" in ex else None,
+                              empty if "memory_bytes" in ex else None, self.third, self.max_energy_mj,
+                              self.max_memory_bytes)
         acc = np.asarray(self.accuracy.predict(subs), dtype=np.float64).reshape(-1)
         if hasattr(self.accuracy, "predict_exit_rates"):
             per_exit = exit_latencies(self.latency, subs)
@@ -247,8 +312,19 @@ class SearchProblem:
             raise ConfigError("a predictor returned NaN or infinite values; rebuild its cache "
                               "(delete it) or check the supernet.")
         macs = np.asarray([int(self.macs(s)) for s in subs], dtype=np.int64)
+        extra = self.extra_columns
+        energy = memory = None
+        full = [_full(s, self.full_space) for s in subs] if self.full_space is not None else list(subs)
+        if "energy_mj" in extra:
+            if self.energy.method == "power_x_latency":  # linear in t: P x sum_i p_i L_i
+                energy = np.asarray(self.energy.predict_mj(lat), dtype=np.float64)
+            else:
+                energy = (rates * self.energy.predict_exit_mj(per_exit, full)).sum(axis=1)
+        if "memory_bytes" in extra:
+            memory = np.asarray(self.memory.predict_bytes(full), dtype=np.float64)
         return Evaluation(subs, acc, lat, macs, self.latency_budget_ms, worst, static, rates,
-                          self.max_worst_latency_ms)
+                          self.max_worst_latency_ms, energy, memory, self.third, self.max_energy_mj,
+                          self.max_memory_bytes)
 
     @functools.cached_property
     def baselines(self) -> Evaluation:
@@ -260,6 +336,16 @@ class SearchProblem:
         check_latency_budget(self.space, self.latency, self.latency_budget_ms,
                              exits=hasattr(self.accuracy, "predict_exit_rates"))
         check_worst_latency(self.space, self.latency, self.max_worst_latency_ms)
+        check_max_memory(self.memory, self.max_memory_bytes)
+        if self.max_energy_mj is not None:
+            sub, lat = fastest_subnet(self.space, self.latency)
+            low = float(self.energy.predict_mj(np.asarray([lat]))[0]) if self.energy.method == "power_x_latency" \
+                else None
+            if low is not None and low > self.max_energy_mj:
+                raise InfeasibleConstraintError(
+                    f"energy budget {self.max_energy_mj:g} mJ is unreachable on {self.device}: the fastest subnet "
+                    f"({self.space.format(sub)}) is predicted at {low:.4g} mJ; pass --max-energy >= {low:.4g} or "
+                    "drop it.")
 
     @functools.cached_property
     def hv_box(self) -> HVBox:
@@ -274,7 +360,13 @@ class SearchProblem:
             on = self.evaluate([dataclasses.replace(s, exits=(1,) * n) for s in b.subnets])
             acc += list(on.accuracy)
             lat += list(on.latency_ms)
-        return HVBox.from_points(np.asarray(acc), np.asarray(lat), self.latency_budget_ms)
+            third = list(getattr(b, self.third)) + list(getattr(on, self.third)) if self.third else None
+        else:
+            third = list(getattr(b, self.third)) if self.third else None
+        cap = {"energy_mj": self.max_energy_mj, "memory_bytes": self.max_memory_bytes}.get(self.third or "")
+        return HVBox.from_points(np.asarray(acc), np.asarray(lat), self.latency_budget_ms,
+                                 third=None if third is None else np.asarray(third, dtype=np.float64),
+                                 third_cap=cap, third_name=self.third)
 
     def hv_reference(self) -> dict[str, object]:
         """The hypervolume box and reference point (stored in run.json)."""
@@ -288,6 +380,19 @@ class ProblemSetup:
     problem: SearchProblem
     accuracy_data: Any  # predictors.AccuracyData
     data_note: str | None  # the dataset accuracy data was measured on now, None when read from the cache
+    shared: SharedAccuracy | None = None  # what a search of the same supernet on another device reuses
+
+
+@dataclass(frozen=True, eq=False)
+class SharedAccuracy:
+    """The accuracy side of a problem, fitted once and shared by the searches of several devices: the static
+    predictor, the (dynamic, with exits or a cascade) predictor the search scores, its data."""
+
+    static: Any
+    predictor: Any
+    accuracy_data: Any
+    data_note: str | None
+    n_cascade: int
 
 
 def setup_problem(supernet_file: Path, model: Any, meta: dict[str, Any], profile: Any, *, bn: str, seed: int,
@@ -295,7 +400,9 @@ def setup_problem(supernet_file: Path, model: Any, meta: dict[str, Any], profile
                   progress: Callable[[str], Callable[[str, int, int], None]] | None = None,
                   max_accuracy_drop: float = 0.005, max_worst_latency_ms: float | None = None,
                   exits: bool = True, cascade: bool = True, power_mode: str | None = None,
-                  batch: int = 1) -> ProblemSetup:
+                  batch: int = 1, shared: SharedAccuracy | None = None,
+                  objectives: tuple[Objective, ...] = OBJECTIVES, max_memory_bytes: float | None = None,
+                  max_energy_mj: float | None = None) -> ProblemSetup:
     """Build the latency predictor, check the budgets, then fit the accuracy predictors.
 
     The accuracy data comes from the cache beside the supernet; only without a usable cache is
@@ -306,22 +413,70 @@ def setup_problem(supernet_file: Path, model: Any, meta: dict[str, Any], profile
     ``cascade`` gene (not with ``exits=False``: that searches static networks). ``batch`` > 1 costs
     a batch of that many images (ms per batch) and needs ``exits=False``: a batch leaves an exit
     only when every image in it passes, so the expected-latency model holds at batch 1 only.
+    ``shared`` (``ProblemSetup.shared`` of another device's setup) reuses its accuracy predictors
+    instead of fitting them again.
     """
     if batch > 1 and exits:
         raise ConfigError(f"--batch {batch} searches static networks only (a batch leaves an exit only when every "
                           "image in it passes); add --exits off, or search at --batch 1.")
-    from predictors import DynamicAccuracyPredictor, latency_predictor, load_or_collect_accuracy
-    from predictors.accuracy import data_cascade
+    from predictors import latency_predictor
     from predictors.cascade import CascadeLatency
-    from predictors.dynamic_accuracy import check_drop
-    from supernet.errors import DatasetError
-    from supernet.pretrained import load_default_data
 
+    names = {o.name for o in objectives}
+    energy = memory = None
+    if "energy_mj" in names or max_energy_mj is not None:
+        from predictors.energy import EnergyPredictor
+
+        if not EnergyPredictor.supports(profile, power_mode):
+            modes = [m.name for m in profile.power_modes if m.power_w is not None]
+            raise ConfigError(f"device '{profile.name}' publishes no power figure for mode "
+                              f"'{power_mode or profile.default_power_mode}', so energy (--objectives …,energy, "
+                              f"--max-energy) cannot be predicted; "
+                              + (f"use a mode with one ({', '.join(modes)}) or " if modes else "")
+                              + "drop the energy objective.")
+        energy = EnergyPredictor(profile, power_mode, arch_config=model.config, batch=batch)
+    if "memory_bytes" in names or max_memory_bytes is not None:
+        from predictors.memory import MemoryPredictor, rules_for_device
+
+        memory = MemoryPredictor(model.config, profile.default_precision, batch=batch, rules=rules_for_device(profile))
+        check_max_memory(memory, max_memory_bytes)  # before the slower predictors
     phase = progress or (lambda _name: None)
     lat = latency_predictor(profile, model.config, seed=seed, progress=phase("latency"), power_mode=power_mode,
                             batch=batch)
     check_latency_budget(model.space, lat, latency_budget_ms)  # before the slower accuracy predictor
     check_worst_latency(model.space, lat, max_worst_latency_ms)
+    space = model.space
+    if shared is None:
+        shared = _fit_accuracy(supernet_file, model, meta, bn=bn, seed=seed, accuracy_samples=accuracy_samples,
+                               dataset=dataset, phase=phase, max_accuracy_drop=max_accuracy_drop, exits=exits,
+                               cascade=cascade)
+    acc, acc_data, data_note = shared.static, shared.accuracy_data, shared.data_note
+    predictor, n_cascade = shared.predictor, shared.n_cascade
+    if n_cascade:
+        space = dataclasses.replace(space, n_cascade=n_cascade)
+        lat = CascadeLatency(lat, space)
+    if space.exit_positions and not exits:
+        space = dataclasses.replace(space, exit_positions=())
+        predictor = _NoExits(acc, model.space)
+        lat = _NoExits(lat, model.space)
+    problem = SearchProblem(space=space, accuracy=predictor, latency=lat, latency_budget_ms=latency_budget_ms,
+                            max_worst_latency_ms=max_worst_latency_ms, objectives=tuple(objectives), energy=energy,
+                            memory=memory, full_space=model.space, max_memory_bytes=max_memory_bytes,
+                            max_energy_mj=max_energy_mj,
+                            macs=lambda s: int(sum(layer["macs"] for layer in model.layers(_full(s, model.space)))))
+    return ProblemSetup(problem=problem, accuracy_data=acc_data, data_note=data_note, shared=shared)
+
+
+def _fit_accuracy(supernet_file: Path, model: Any, meta: dict[str, Any], *, bn: str, seed: int,
+                  accuracy_samples: int, dataset: str | None, phase: Callable[[str], Any],
+                  max_accuracy_drop: float, exits: bool, cascade: bool) -> SharedAccuracy:
+    """Load (or measure) the accuracy data and fit the accuracy predictors (device-independent)."""
+    from predictors import DynamicAccuracyPredictor, load_or_collect_accuracy
+    from predictors.accuracy import data_cascade
+    from predictors.dynamic_accuracy import check_drop
+    from supernet.errors import DatasetError
+    from supernet.pretrained import load_default_data
+
     acc = data_note = None
     if dataset is None:
         try:
@@ -341,17 +496,8 @@ def setup_problem(supernet_file: Path, model: Any, meta: dict[str, Any], profile
                                                   cascade=n_cascade > 0)
     else:
         predictor = acc
-    if n_cascade:
-        space = dataclasses.replace(space, n_cascade=n_cascade)
-        lat = CascadeLatency(lat, space)
-    if space.exit_positions and not exits:
-        space = dataclasses.replace(space, exit_positions=())
-        predictor = _NoExits(acc, model.space)
-        lat = _NoExits(lat, model.space)
-    problem = SearchProblem(space=space, accuracy=predictor, latency=lat, latency_budget_ms=latency_budget_ms,
-                            max_worst_latency_ms=max_worst_latency_ms,
-                            macs=lambda s: int(sum(layer["macs"] for layer in model.layers(_full(s, model.space)))))
-    return ProblemSetup(problem=problem, accuracy_data=acc_data, data_note=data_note)
+    return SharedAccuracy(static=acc, predictor=predictor, accuracy_data=acc_data, data_note=data_note,
+                          n_cascade=n_cascade)
 
 
 def _full(subnet: SubnetConfig, space: SearchSpace) -> SubnetConfig:

@@ -18,14 +18,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from nas.driver import SearchResult, pareto_rows
+from nas.driver import SearchResult, objective_matrix, pareto_rows
 from nas.pareto import HVBox, hypervolume, non_dominated, spread_order
 from reports.run_folder import (  # the contract, re-exported for the writers in nas
+    DEPLOYMENT_COLUMNS,
+    DEPLOYMENT_FILE,
     EVAL_COLUMNS,
     EVALUATIONS_FILE,
+    FLEET_FILE,
     HISTORY_COLUMNS,
     HISTORY_FILE,
     PARETO_COLUMNS,
@@ -49,7 +51,7 @@ from reports.run_folder import (  # the contract, re-exported for the writers in
 from supernet.checkpoint import atomic_write, write_json
 from supernet.errors import OutputError
 
-__all__ = ["PARETO_COLUMNS", "PARTIAL_FILE", "RUN_FILE", "RUN_FORMAT", "RUN_FORMAT_VERSION", "NoRunError",
+__all__ = ["commit", "deploy_choice", "deployment_table", "write_deployment", "PARETO_COLUMNS", "PARTIAL_FILE", "RUN_FILE", "RUN_FORMAT", "RUN_FORMAT_VERSION", "NoRunError",
            "RunRecord", "SearchSettings", "Staging", "check_out", "combined_hypervolume", "default_out", "jsonable",
            "load_run", "now_iso", "pareto_table", "read_table", "result_summary", "results_from_tables", "staging",
            "staging_path", "versions", "write_run_json", "write_tables"]
@@ -73,26 +75,27 @@ def _write_csv(path: Path, df: pd.DataFrame) -> None:
 
 def pareto_table(results: list[SearchResult]) -> pd.DataFrame:
     """pareto.csv: per-algorithm fronts plus the ``combined`` flag and the ``spread_rank``."""
-    fronts = [pareto_rows(r.evaluations) for r in results]
+    objectives = results[0].objectives if results else ("accuracy", "latency_ms")
+    fronts = [pareto_rows(r.evaluations, r.objectives) for r in results]
+    extra = [c for c in ("energy_mj", "memory_bytes") if results and c in results[0].evaluations.columns]
     cols = ["subnet_id", "algorithm", "arch", "accuracy", "latency_ms", "macs", "static_accuracy", "worst_latency_ms",
-            "exit_rates"]
+            "exit_rates", *extra]
     table = pd.concat([f[cols] for f in fronts], ignore_index=True) if fronts else pd.DataFrame(columns=cols)
     union = table.drop_duplicates("subnet_id")
-    F = np.column_stack([-union["accuracy"].to_numpy(float), union["latency_ms"].to_numpy(float)])
-    combined = union.iloc[non_dominated(F)]
+    combined = union.iloc[non_dominated(objective_matrix(union, objectives))]
     rank = {sid: i for i, sid in enumerate(combined["subnet_id"].to_numpy()[spread_order(combined["latency_ms"].to_numpy(float))])}
     table["combined"] = table["subnet_id"].isin(rank)
     table["spread_rank"] = table["subnet_id"].map(rank).fillna(-1).astype(int)
+    table = table[[c for c in cols if c not in extra] + ["combined", "spread_rank", *extra]]
     return table.sort_values(["algorithm", "latency_ms"], kind="stable").reset_index(drop=True)
 
 
 def combined_hypervolume(results: list[SearchResult], box: HVBox) -> float:
-    fronts = [pareto_rows(r.evaluations) for r in results]
+    fronts = [pareto_rows(r.evaluations, r.objectives) for r in results]
     if not fronts:
         return 0.0
     union = pd.concat(fronts, ignore_index=True)
-    F = np.column_stack([-union["accuracy"].to_numpy(float), union["latency_ms"].to_numpy(float)])
-    return hypervolume(F, box)
+    return hypervolume(objective_matrix(union, results[0].objectives), box)
 
 
 def write_tables(run_dir: Path, results: list[SearchResult]) -> None:
@@ -112,7 +115,8 @@ def result_summary(r: SearchResult) -> dict[str, Any]:
             "hypervolume": r.hypervolume, "n_distinct": int(r.evaluations["subnet_id"].nunique())}
 
 
-def results_from_tables(run_dir: Path, summaries: dict[str, AlgorithmSummary], seed: int) -> list[SearchResult]:
+def results_from_tables(run_dir: Path, summaries: dict[str, AlgorithmSummary], seed: int,
+                        objectives: tuple[str, ...] = ("accuracy", "latency_ms")) -> list[SearchResult]:
     """Rebuild finished algorithms' results from the CSVs of an earlier session (for --resume)."""
     if not summaries:
         return []
@@ -125,7 +129,8 @@ def results_from_tables(run_dir: Path, summaries: dict[str, AlgorithmSummary], s
                              f"holds {len(e)}; it is inconsistent: pass --overwrite.")
         out.append(SearchResult(algorithm=name, budget=s.budget, seed=seed, evaluations=e,
                                 history=hist[hist["algorithm"] == name].reset_index(drop=True),
-                                seconds=s.seconds, settings=dict(s.settings), stopped_early=s.stopped_early))
+                                seconds=s.seconds, settings=dict(s.settings), stopped_early=s.stopped_early,
+                                objectives=objectives))
     return out
 
 
@@ -201,12 +206,13 @@ def check_out(out: Path, *, overwrite: bool, resume: bool, settings: SearchSetti
     if out.exists() and not out.is_dir():
         raise OutputError(f"--out '{out}' is a file, not a folder; pass a folder path.")
     if out.is_dir() and any(out.iterdir()):
-        if not (out / RUN_FILE).is_file():
+        if not ((out / RUN_FILE).is_file() or (out / FLEET_FILE).is_file()):
             raise OutputError(f"--out '{out}' is a non-empty folder that holds no dynnas run; choose another "
                               "--out (dynnas only replaces its own run folders).")
         if not (overwrite or resume):
             try:
-                what = _describe(json.loads((out / RUN_FILE).read_text()))
+                what = (_describe(json.loads((out / RUN_FILE).read_text())) if (out / RUN_FILE).is_file()
+                        else "a search over several devices")
             except (OSError, ValueError):
                 what = "unreadable run.json"
             raise OutputError(f"--out '{out}' already holds a run ({what}); pass --overwrite to replace it or "
@@ -344,3 +350,49 @@ def _commit(src: Path, out: Path, after: list[Callable[[Path], None]]) -> None:
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def commit(src: Path, out: Path, after: list[Callable[[Path], None]]) -> None:
+    """Move the finished staging folder ``src`` to ``out`` (replacing an old run), then run ``after(out)``."""
+    _commit(src, out, after)
+
+
+# ---- several devices: the deployment table ---------------------------------------------------
+def deploy_choice(front: pd.DataFrame, budget_ms: float | None) -> pd.Series:
+    """The subnet to deploy under ``budget_ms``: the most accurate of a combined front within the budget
+    (ties: the faster, then the smaller subnet id), or the most accurate at all without a budget."""
+    rows = front if budget_ms is None else front[front["latency_ms"] <= budget_ms]
+    if rows.empty:
+        raise OutputError(f"no subnet on the front meets the latency budget {budget_ms:g} ms; this cannot happen "
+                          "after a feasible search: rerun it with --overwrite.")
+    return rows.sort_values(["accuracy", "latency_ms", "subnet_id"], ascending=[False, True, True],
+                            kind="stable").iloc[0]
+
+
+def deployment_table(devices: list[tuple[str, str | None, float | None, Any, Path, str, Any]], *, model: Any,
+                     batch: int = 1) -> pd.DataFrame:
+    """deployment.csv (:data:`reports.run_folder.DEPLOYMENT_COLUMNS`): one row per (device, budget).
+
+    ``devices``: ``(device key, power mode, budget ms, problem, run folder, folder relative to the fleet,
+    profile)`` each. The subnet is :func:`deploy_choice` on the device's combined front (pareto.csv);
+    memory is :class:`predictors.memory.MemoryPredictor` at the profile's default precision.
+    """
+    from nas.problem import _full
+    from predictors.memory import MemoryPredictor, rules_for_device
+
+    rows = []
+    for key, mode, budget, problem, run_dir, rel, profile in devices:
+        par = read_table(run_dir, PARETO_FILE)
+        front = par[par["combined"].astype(bool)].drop_duplicates("subnet_id")
+        r = deploy_choice(front, budget)
+        subnet = _full(problem.space.parse(str(r["arch"])), model.space)
+        mem = MemoryPredictor(model.config, profile.default_precision, batch=batch, rules=rules_for_device(profile))
+        rows.append({"device": key, "power_mode": mode or profile.default_power_mode, "latency_budget_ms": budget,
+                     "subnet_id": str(r["subnet_id"]), "arch": str(r["arch"]), "accuracy": float(r["accuracy"]),
+                     "latency_ms": float(r["latency_ms"]), "macs": int(r["macs"]),
+                     "memory_bytes": int(mem.predict_bytes([subnet])[0]), "run": rel})
+    return pd.DataFrame(rows, columns=list(DEPLOYMENT_COLUMNS))
+
+
+def write_deployment(run_dir: Path, table: pd.DataFrame) -> None:
+    _write_csv(Path(run_dir) / DEPLOYMENT_FILE, table)

@@ -38,14 +38,14 @@ from reports.quality import (
     latency_description,
     measured_points,
 )
-from reports.run_folder import load_runs
+from reports.run_folder import device_runs, load_runs, read_deployment
 from reports.tables import exported_table, overview_table, table_html
 from reports.view import RunView, load_view
 from supernet.checkpoint import atomic_write
 from supernet.errors import ConfigError, OutputError
 
 TITLE = "dynnas report"
-SECTIONS = {"overview": "Overview", "fronts": "Fronts", "explore": "Explore", "hypervolume": "Hypervolume",
+SECTIONS = {"overview": "Overview", "deployment": "Deployment", "fronts": "Fronts", "explore": "Explore", "hypervolume": "Hypervolume",
             "algorithms": "Algorithms over seeds", "predictors": "Predicted vs measured", "exits": "Early exits",
             "exported": "Exported subnets", "comparison": "Comparison"}
 
@@ -97,15 +97,34 @@ def _algorithms_section(views: list[RunView]) -> list[str]:
     return parts
 
 
-def render(views: list[RunView]) -> str:
-    """The whole HTML page of ``views``."""
+def _deployment_section(deployments: list[tuple[Path, pd.DataFrame]]) -> list[str]:
+    """Which subnet to deploy on which device under which budget (deployment.csv of each fleet run)."""
+    parts = [_h2("deployment", "Deployment: which subnet on which device under which budget")
+             + "<p class='note'>One row per (device, latency budget): the most accurate subnet of the device's "
+             "combined front within the budget (no budget: the most accurate). Accuracy, latency and memory "
+             "(weights + peak live activations) are predictions for that device.</p>"]
+    for folder, df in deployments:
+        t = df.copy()
+        t["latency_budget_ms"] = [("none" if pd.isna(b) else f"{b:g}") for b in t["latency_budget_ms"]]
+        t["MMACs"] = (t.pop("macs") / 1e6).round(2)
+        t["memory_KiB"] = (t.pop("memory_bytes") / 1024).round(1)
+        parts.append(f"<h3>{html.escape(str(folder))}</h3>" + table_html(t, code_cols=("arch",)))
+    return parts
+
+
+def render(views: list[RunView], deployments: list[tuple[Path, pd.DataFrame]] | None = None) -> str:
+    """The whole HTML page of ``views`` (with the deployment tables of fleet runs, if any)."""
     esc = html.escape
     several = len(views) > 1
-    shown = [k for k in SECTIONS if several or k not in ("algorithms", "comparison")]
+    deployments = deployments or []
+    shown = [k for k in SECTIONS if (several or k not in ("algorithms", "comparison"))
+             and (deployments or k != "deployment")]
     parts = [f"<h1>dynnas search report</h1><p class='note'>{len(views)} run(s): "
              f"{esc(', '.join(str(v.folder) for v in views))}</p>",
              "<nav>" + "".join(f"<a href='#{k}'>{esc(SECTIONS[k])}</a>" for k in shown) + "</nav>"]
     parts.append(_h2("overview", "Overview") + table_html(overview_table(views)))
+    if deployments:
+        parts += _deployment_section(deployments)
     for v in views:
         if v.run.command:
             parts.append(f"<p class='note'>{esc(v.title)} was made by <code>{esc(v.run.command)}</code></p>")
@@ -194,8 +213,11 @@ def write_report(run_dirs: list[Path], out: Path) -> Path:
     if out.is_file() and not is_report(out):
         raise OutputError(f"report path '{out}' is an existing file that is not a dynnas report; dynnas only replaces "
                           "its own reports: pass a new --out path or delete the file.")
-    views = [load_view(d, run) for d, run in load_runs(run_dirs)]
-    page = render(views)
+    # a search over several devices (fleet.json) stands for its device runs and adds its deployment table
+    expanded = [r for d in run_dirs for r in device_runs(d)]
+    deployments = [(Path(d), t) for d in run_dirs if (t := read_deployment(d)) is not None]
+    views = [load_view(d, run) for d, run in load_runs(expanded)]
+    page = render(views, deployments)
     try:
         atomic_write(out, lambda p: p.write_text(page, encoding="utf-8"))
     except OSError as e:

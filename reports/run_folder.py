@@ -18,6 +18,10 @@ read, defined here and nowhere else.
                        ``host_speed`` / ``export_host_speed`` (host reference timing).
 ``evaluations.csv``    :data:`EVAL_COLUMNS`, one row per evaluation; ``eval_index`` counts from 0 per
                        algorithm, accuracy is a fraction, ``exit_rates`` is ``;``-separated.
+                       With a third objective (``--objectives accuracy,latency,energy|memory``) or a
+                       ``--max-energy`` / ``--max-memory`` constraint, evaluations.csv and pareto.csv
+                       add ``energy_mj`` / ``memory_bytes`` columns after these (optional: older runs
+                       lack them), and ``hv_reference`` has a third axis (``third``).
 ``history.csv``        :data:`HISTORY_COLUMNS`: hypervolume after every batch.
 ``pareto.csv``         :data:`PARETO_COLUMNS`: per-algorithm fronts; ``combined`` marks the non-dominated
                        union of all algorithms, ``spread_rank`` (0, 1, … on combined rows, -1 elsewhere)
@@ -28,6 +32,14 @@ read, defined here and nowhere else.
                        ``arch.json`` (:class:`ArchRecord`), ``verify.json`` (:class:`VerifyRecord`).
 ``report.html``        the report (:mod:`reports.html`).
 =====================  ================================================================================
+
+**Several devices** (``dynnas search --device a,b``): ``DIR/`` then holds ``fleet.json``
+(:class:`FleetRecord`: devices in order, their per-device budgets, the shared accuracy predictor),
+``deployment.csv`` (:data:`DEPLOYMENT_COLUMNS`, one row per (device, budget): the subnet to deploy),
+``report.html`` (every device's fronts and the deployment table) and ``devices/<device>/``, one
+complete single-device run folder per device as above (its own run.json, tables, study and
+``subnets/``). A single-device run has none of these and is exactly the folder above;
+:func:`device_runs` lists the single-device folders of either kind.
 
 A staging folder ``.<name>.partial`` additionally holds ``partial.json`` (:class:`PartialRecord`).
 Every JSON record keeps keys it does not know (``extra="allow"``), so rewriting ``run.json`` (the
@@ -59,6 +71,11 @@ STUDY_FILE = "study.db"
 REPORT_FILE = "report.html"
 SUBNETS_DIR = "subnets"
 PARTIAL_FILE = "partial.json"  # only in a staging folder: settings + finished algorithms
+FLEET_FILE = "fleet.json"  # only in a run over several devices
+FLEET_FORMAT = "dynnas-fleet-run"
+FLEET_FORMAT_VERSION = 1
+DEVICES_DIR = "devices"  # devices/<device>/: one single-device run folder per device
+DEPLOYMENT_FILE = "deployment.csv"
 
 SUBNET_FORMAT = "dynnas-subnet"
 SUBNET_FORMAT_VERSION = 1
@@ -74,7 +91,9 @@ EVAL_COLUMNS = ("eval_index", "algorithm", "subnet_id", "arch", "accuracy", "lat
 HISTORY_COLUMNS = ("algorithm", "n_evals", "hypervolume")
 PARETO_COLUMNS = ("subnet_id", "algorithm", "arch", "accuracy", "latency_ms", "macs", "static_accuracy",
                   "worst_latency_ms", "exit_rates", "combined", "spread_rank")
-TABLE_COLUMNS = {EVALUATIONS_FILE: EVAL_COLUMNS, HISTORY_FILE: HISTORY_COLUMNS, PARETO_FILE: PARETO_COLUMNS}
+DEPLOYMENT_COLUMNS = ("device", "power_mode", "latency_budget_ms", "subnet_id", "arch", "accuracy", "latency_ms",
+                      "macs", "memory_bytes", "run")  # run: the device's folder, relative to the fleet folder
+TABLE_COLUMNS = {DEPLOYMENT_FILE: DEPLOYMENT_COLUMNS, EVALUATIONS_FILE: EVAL_COLUMNS, HISTORY_FILE: HISTORY_COLUMNS, PARETO_FILE: PARETO_COLUMNS}
 # Settings that must match for --resume to reuse earlier work.
 RESUME_KEYS = ("device", "profile_sha", "supernet_sha256", "budget", "latency_budget_ms", "bn", "seed",
                "accuracy_samples", "exits", "max_accuracy_drop", "max_worst_latency_ms", "cascade", "power_mode", "batch")
@@ -209,7 +228,7 @@ class HVReference(_Record):
     latency_ms: float
     ideal: Corner
     nadir: Corner
-    normalised_reference: tuple[float, float] = (1.1, 1.1)
+    normalised_reference: tuple[float, ...] = (1.1, 1.1)  # (1.1, 1.1, 1.1) with a third objective
     transform: str = ""
 
     def same_box(self, other: HVReference, rel: float = 1e-9) -> bool:
@@ -593,6 +612,69 @@ def resolve_run_supernet(run_dir: Path, run: RunRecord, override: Path | None) -
     return model, meta, path, digest
 
 
+# ---- several devices ---------------------------------------------------------------------------
+class FleetDevice(_Record):
+    """One device of a fleet run: its name (and power mode), budget and folder under ``devices/``."""
+
+    device: str
+    power_mode: str | None = None
+    latency_budget_ms: float | None = Field(default=None, gt=0)
+    run: str  # relative to the fleet folder: devices/<device>
+
+
+class FleetRecord(_Record):
+    """``fleet.json`` of a search over several devices (see the module docstring)."""
+
+    format: Literal["dynnas-fleet-run"] = FLEET_FORMAT
+    format_version: Literal[1] = FLEET_FORMAT_VERSION
+    status: Literal["complete"] = "complete"
+    created: str | None = None
+    command: str | None = None
+    seed: int
+    devices: tuple[FleetDevice, ...] = Field(min_length=2)
+    accuracy_predictor: dict[str, Any] = Field(default_factory=dict)  # fitted once, shared by every device
+
+
+def is_fleet(run_dir: Path | str) -> bool:
+    """Whether ``run_dir`` holds a search over several devices (a ``fleet.json``)."""
+    return (Path(run_dir) / FLEET_FILE).is_file()
+
+
+def load_fleet(run_dir: Path | str) -> FleetRecord:
+    """fleet.json of a finished search over several devices; :class:`NoRunError` naming the fix otherwise."""
+    path = Path(run_dir) / FLEET_FILE
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        return FleetRecord.model_validate(doc)
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise NoRunError(f"'{path}' cannot be read ({e.__class__.__name__}); rerun the search with --overwrite "
+                         f"--out {run_dir}.") from None
+    except ValidationError as e:
+        raise NoRunError(f"'{path}' is not a valid dynnas fleet run ({_first_error(e)}); rerun the search with "
+                         f"--overwrite --out {run_dir}.") from None
+
+
+def save_fleet(run_dir: Path, record: FleetRecord) -> FleetRecord:
+    write_json(Path(run_dir) / FLEET_FILE, jsonable(record.model_dump(mode="json")))
+    return record
+
+
+def device_runs(run_dir: Path | str) -> list[Path]:
+    """The single-device run folders of ``run_dir``: itself, or for a fleet its ``devices/<device>`` in order."""
+    run_dir = Path(run_dir)
+    if not is_fleet(run_dir):
+        return [run_dir]
+    return [run_dir / d.run for d in load_fleet(run_dir).devices]
+
+
+def read_deployment(run_dir: Path | str) -> pd.DataFrame | None:
+    """deployment.csv of a fleet run (None for a single-device run)."""
+    path = Path(run_dir) / DEPLOYMENT_FILE
+    if not path.is_file():
+        return None
+    return pd.read_csv(path, dtype={"subnet_id": str, "arch": str, "power_mode": str, "run": str})
+
+
 # ---- writing helpers -----------------------------------------------------------------------------
 def jsonable(obj: Any) -> Any:
     """``obj`` with numpy scalars/arrays as Python values and NaN/inf as None (strict JSON)."""
@@ -614,7 +696,8 @@ def jsonable(obj: Any) -> Any:
 
 
 __all__ = [
-    "ARCH_FILE", "EVALUATIONS_FILE", "EVAL_COLUMNS", "HISTORY_COLUMNS", "HISTORY_FILE", "PARETO_COLUMNS",
+    "ARCH_FILE", "DEPLOYMENT_COLUMNS", "DEPLOYMENT_FILE", "DEVICES_DIR", "FLEET_FILE", "FleetDevice", "FleetRecord",
+    "device_runs", "is_fleet", "load_fleet", "read_deployment", "save_fleet", "EVALUATIONS_FILE", "EVAL_COLUMNS", "HISTORY_COLUMNS", "HISTORY_FILE", "PARETO_COLUMNS",
     "PARETO_FILE", "PARTIAL_FILE", "RESUME_KEYS", "RUN_FILE", "RUN_FORMAT", "RUN_FORMAT_VERSION", "SUBNETS_DIR",
     "SUBNET_FORMAT", "SUBNET_FORMAT_VERSION", "VERIFY_FILE", "AlgorithmSummary", "ArchRecord", "ExportedSubnet",
     "HVReference", "IncompatibleRunsError", "NoRunError", "PartialRecord", "RunRecord", "SearchSettings",

@@ -35,9 +35,9 @@ def default_pop_size(budget: int) -> int:
 class _EncodedProblem(Problem):
     """pymoo's view of the space: one integer per decision, bounds from the cardinalities."""
 
-    def __init__(self, cardinalities: tuple[int, ...], n_constr: int) -> None:
+    def __init__(self, cardinalities: tuple[int, ...], n_constr: int, n_obj: int = 2) -> None:
         card = np.asarray(cardinalities)
-        super().__init__(n_var=len(card), n_obj=2, n_ieq_constr=n_constr, xl=np.zeros(len(card)),
+        super().__init__(n_var=len(card), n_obj=n_obj, n_ieq_constr=n_constr, xl=np.zeros(len(card)),
                          xu=card - 1, vtype=int)
 
 
@@ -49,8 +49,8 @@ class NSGA2Search(SearchAlgorithm):
     def __init__(self, ctx: AlgorithmContext, pop_size: int | None = None) -> None:
         self.space = ctx.problem.space
         self.pop_size = pop_size or default_pop_size(ctx.budget)
-        self.problem = _EncodedProblem(self.space.cardinalities, ctx.problem.n_constr)
-        self.algorithm = NSGA2(
+        self.problem = _EncodedProblem(self.space.cardinalities, ctx.problem.n_constr, ctx.problem.n_obj)
+        self.algorithm = self._make(
             pop_size=self.pop_size,
             sampling=IntegerRandomSampling(),
             crossover=SBX(prob=0.9, eta=15, vtype=float, repair=RoundingRepair()),
@@ -59,6 +59,9 @@ class NSGA2Search(SearchAlgorithm):
         )
         self.algorithm.setup(self.problem, termination=NoTermination(), seed=int(ctx.seed), verbose=False)
         self._pending: Population | None = None
+
+    def _make(self, **kwargs: Any) -> Any:
+        return NSGA2(**kwargs)
 
     def ask(self, limit: int) -> list[SubnetConfig]:
         pop = self.algorithm.ask()
@@ -82,3 +85,34 @@ class NSGA2Search(SearchAlgorithm):
                 "n_offsprings": self.algorithm.n_offsprings, "sampling": "IntegerRandomSampling",
                 "crossover": "SBX(prob=0.9, eta=15) + RoundingRepair", "mutation": "PM(eta=20) + RoundingRepair",
                 "eliminate_duplicates": True}
+
+
+def reference_partitions(n_obj: int, pop_size: int) -> int:
+    """Das-Dennis partitions for NSGA-III: the most whose number of directions, C(p + m - 1, m - 1), fits the
+    population (at least 1)."""
+    from math import comb
+
+    p = 1
+    while comb(p + 1 + n_obj - 1, n_obj - 1) <= pop_size:
+        p += 1
+    return p
+
+
+class NSGA3Search(NSGA2Search):
+    """NSGA-III (reference-direction survival; pymoo), for three objectives: the same integer operators as
+    ``nsga2``, Das-Dennis reference directions from ``pymoo.util.ref_dirs`` as many as fit the population."""
+
+    name = "nsga3"
+
+    def _make(self, **kwargs: Any) -> Any:
+        from pymoo.algorithms.moo.nsga3 import NSGA3
+        from pymoo.util.ref_dirs import get_reference_directions
+
+        self.n_partitions = reference_partitions(self.problem.n_obj, self.pop_size)
+        self.ref_dirs = get_reference_directions("das-dennis", self.problem.n_obj, n_partitions=self.n_partitions)
+        return NSGA3(ref_dirs=self.ref_dirs, **kwargs)
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "library": "pymoo NSGA3",
+                "ref_dirs": f"das-dennis, {self.problem.n_obj} objectives, {self.n_partitions} partitions "
+                            f"({len(self.ref_dirs)} directions)"}

@@ -68,8 +68,10 @@ class OptunaSearch(SearchAlgorithm):
             sampler = optuna.samplers.TPESampler(seed=int(ctx.seed), multivariate=True)
         if not ctx.resume:
             self._delete_existing()
+        # one direction per objective: maximise accuracy, minimise latency (and energy or memory)
+        self.directions = [o.direction for o in ctx.problem.objectives]
         self.study = optuna.create_study(storage=self.storage, study_name=self.study_name, sampler=sampler,
-                                         directions=["maximize", "minimize"], load_if_exists=True)
+                                         directions=self.directions, load_if_exists=True)
         self._pending: list[Trial] = []
 
     def _param_names(self) -> list[str]:
@@ -115,10 +117,11 @@ class OptunaSearch(SearchAlgorithm):
                 continue
             for j, name in enumerate(self.constraints):
                 trial.set_constraint(name, float(G[i, j]))
-            self.study.tell(trial, [float(-F[i, 0]), float(F[i, 1])])
+            self.study.tell(trial, [float(-F[i, 0]), *(float(f) for f in F[i, 1:])])
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "library": f"optuna {optuna.__version__}", "sampler": "TPESampler(multivariate=True), multi-objective",
+                "directions": self.directions,
                 "storage": f"sqlite:///{STUDY_FILE}", "study_name": self.study_name, "batch_size": self.batch_size,
                 "params": "categorical per encoding position"}
 

@@ -180,7 +180,7 @@ def _corrupt_supernet(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("case, match", [
     (["--device", "jetson-orn"], "did you mean 'jetson-orin'"),
-    (["--algorithm", "nsga"], "did you mean 'nsga2'"),
+    (["--algorithm", "nsga-2"], "did you mean 'nsga2'"),
     (["--budget", "0"], "--budget must be >= 1"),
     (["--top", "-1"], "--top must be >= 0"),
     (["--bn", "frozen"], "--bn must be one of"),

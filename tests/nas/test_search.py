@@ -17,7 +17,7 @@ from supernet.checkpoint import load_supernet
 from supernet.cnn import count_macs
 from supernet.errors import ConfigError, UnknownNameError
 
-BUDGETS = {"nsga2": 40, "random": 40, "optuna": 14}  # optuna's SQLite storage costs ~0.1-0.5 s per trial
+BUDGETS = {"nsga2": 40, "nsga3": 40, "random": 40, "optuna": 14}  # optuna's SQLite storage costs ~0.1-0.5 s per trial
 
 
 @pytest.fixture(scope="module")
@@ -108,8 +108,8 @@ def test_bad_problem_and_driver_inputs(predictors_tiny, tmp_path):
     with pytest.raises(ConfigError, match="budget must be >= 1"):
         run_search(make_problem(predictors_tiny), "random", 0, seed=0, run_dir=tmp_path)
     with pytest.raises(UnknownNameError, match="did you mean 'nsga2'"):
-        get_algorithm("nsga")
-    with pytest.raises(UnknownNameError, match="Known: all, nsga2, optuna, random"):
+        get_algorithm("nsga-2")
+    with pytest.raises(UnknownNameError, match="Known: all, nsga2, nsga3, optuna, random"):
         resolve_algorithms("nsga2,bayes")
     assert resolve_algorithms("all") == ["nsga2", "optuna", "random"]
     assert resolve_algorithms("random, nsga2,random") == ["random", "nsga2"]

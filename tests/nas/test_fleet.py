@@ -1,0 +1,149 @@
+"""`dynnas search --device a,b`: one run folder for several devices, the shared accuracy predictor, per-device
+fronts, the deployment table (golden), determinism and every bad-input error."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from nas.cmd_search import parse_devices, parse_latency_budgets
+from nas.runfolder import deploy_choice
+from reports.run_folder import (
+    DEPLOYMENT_COLUMNS,
+    device_runs,
+    is_fleet,
+    load_fleet,
+    load_run,
+    read_deployment,
+)
+from tests.cli import fails_cleanly, ok
+
+DEVICES = "jetson-orin,raspberry-pi-5"
+BASE = ["--budget", "12", "--top", "0", "--seed", "0", "--algorithm", "nsga2,random"]
+
+
+def search(sn: Path, out: Path, *extra: str, device: str = DEVICES) -> list[str]:
+    return ["search", "--device", device, "--supernet", str(sn), "--bn", "switchable", "--accuracy-samples", "32",
+            "--out", str(out), *BASE, *extra]
+
+
+@pytest.fixture(scope="module")
+def fleet(sn, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("fleet") / "run"
+    text = ok(search(sn, out, "--latency-budget", "raspberry-pi-5=20"))
+    assert "deployment: which subnet on which device" in text
+    return out
+
+
+def test_fleet_folder_holds_one_run_per_device(fleet):
+    assert is_fleet(fleet) and not (fleet / "run.json").exists()
+    rec = load_fleet(fleet)
+    assert [d.device for d in rec.devices] == ["jetson-orin", "raspberry-pi-5"]
+    assert [d.latency_budget_ms for d in rec.devices] == [None, 20.0]
+    runs = device_runs(fleet)
+    assert runs == [fleet / "devices" / "jetson-orin", fleet / "devices" / "raspberry-pi-5"]
+    for d, name in zip(runs, ("jetson-orin", "raspberry-pi-5"), strict=True):
+        run = load_run(d)  # each is a complete single-device run folder
+        assert run.device == name and run.settings.out == str(d)
+        for f in ("evaluations.csv", "history.csv", "pareto.csv", "report.html"):
+            assert (d / f).is_file(), f
+    a, b = (load_run(d) for d in runs)
+    assert a.predictors.accuracy == b.predictors.accuracy  # one accuracy predictor, shared
+    assert a.predictors.latency != b.predictors.latency  # each device its own latency predictor
+    assert b.settings.latency_budget_ms == 20.0 and a.settings.latency_budget_ms is None
+    page = (fleet / "report.html").read_text()
+    assert "<h2 id='deployment'>" in page and "raspberry-pi-5" in page and "jetson-orin" in page
+    assert not [p for p in fleet.parent.iterdir() if p.name.startswith(".run.")]
+
+
+def test_deployment_table_matches_the_fronts(fleet):
+    table = read_deployment(fleet)
+    assert list(table.columns) == list(DEPLOYMENT_COLUMNS)
+    assert table["device"].tolist() == ["jetson-orin", "raspberry-pi-5"]
+    for row in table.itertuples(index=False):
+        par = pd.read_csv(fleet / row.run / "pareto.csv", dtype={"subnet_id": str})
+        front = par[par["combined"]].drop_duplicates("subnet_id")
+        if not pd.isna(row.latency_budget_ms):
+            front = front[front["latency_ms"] <= row.latency_budget_ms]
+            assert row.latency_ms <= row.latency_budget_ms
+        assert row.accuracy == pytest.approx(front["accuracy"].max())
+        assert row.subnet_id in set(front["subnet_id"]) and row.memory_bytes > 0 and row.macs > 0
+
+
+def test_deployment_table_golden(fleet):
+    """The tiny fixed run (tiny supernet, seed 0, nsga2 + random, 12 evaluations each): its deployment table."""
+    t = read_deployment(fleet)
+    assert t[["device", "power_mode", "subnet_id", "arch", "macs", "memory_bytes", "run"]].to_dict("records") == [
+        {"device": "jetson-orin", "power_mode": "MAXN", "subnet_id": "c512f4170ba5", "arch": "w2-3-1-3_x10",
+         "macs": 64704, "memory_bytes": 15956, "run": "devices/jetson-orin"},
+        {"device": "raspberry-pi-5", "power_mode": "2400MHz", "subnet_id": "c512f4170ba5", "arch": "w2-3-1-3_x10",
+         "macs": 64704, "memory_bytes": 7978, "run": "devices/raspberry-pi-5"},
+    ]
+    assert pd.isna(t["latency_budget_ms"][0]) and t["latency_budget_ms"][1] == 20.0
+    assert t["accuracy"].tolist() == pytest.approx([0.3866048428, 0.3866048428], rel=1e-6)
+    assert t["latency_ms"].tolist() == pytest.approx([0.1152093073, 0.01389284596], rel=1e-6)
+
+
+def test_same_seed_same_fronts_on_every_device(sn, fleet, tmp_path):
+    again = tmp_path / "again"
+    ok(search(sn, again, "--latency-budget", "raspberry-pi-5=20"))
+    for a, b in zip(device_runs(fleet), device_runs(again), strict=True):
+        pa = pd.read_csv(a / "pareto.csv", dtype={"subnet_id": str})
+        pb = pd.read_csv(b / "pareto.csv", dtype={"subnet_id": str})
+        pd.testing.assert_frame_equal(pa, pb)
+    pd.testing.assert_frame_equal(read_deployment(fleet).drop(columns="run"),
+                                  read_deployment(again).drop(columns="run"))
+
+
+def test_single_device_run_is_unchanged(sn, tmp_path):
+    out = tmp_path / "one"
+    ok(search(sn, out, "--latency-budget", "jetson-orin=5", device="jetson-orin"))
+    assert not is_fleet(out) and device_runs(out) == [out]
+    assert not (out / "deployment.csv").exists() and not (out / "devices").exists()
+    assert load_run(out).settings.latency_budget_ms == 5.0
+    assert json.loads((out / "run.json").read_text())["settings"]["device"] == "jetson-orin"
+
+
+def test_report_of_a_fleet_folder(fleet, tmp_path):
+    out = tmp_path / "r.html"
+    ok(["report", str(fleet), "--out", str(out)])
+    page = out.read_text()
+    assert "<h2 id='deployment'>" in page and page.count("<h2 id='fronts'>") == 1
+
+
+def test_deploy_choice_golden():
+    front = pd.DataFrame({"subnet_id": ["a", "b", "c", "d"], "accuracy": [0.70, 0.80, 0.90, 0.90],
+                          "latency_ms": [1.0, 2.0, 4.0, 3.0]})
+    assert deploy_choice(front, None)["subnet_id"] == "d"  # most accurate, the faster of a tie
+    assert deploy_choice(front, 3.0)["subnet_id"] == "d"
+    assert deploy_choice(front, 2.5)["subnet_id"] == "b"
+    assert deploy_choice(front, 1.0)["subnet_id"] == "a"
+
+
+def test_parse_budgets():
+    targets = parse_devices("jetson-orin, raspberry-pi-5")
+    assert [t.key for t in targets] == ["jetson-orin", "raspberry-pi-5"]
+    assert parse_latency_budgets("jetson-orin=0.15,raspberry-pi-5=20", targets) == {"jetson-orin": 0.15,
+                                                                                     "raspberry-pi-5": 20.0}
+    assert parse_latency_budgets(None, targets) == {"jetson-orin": None, "raspberry-pi-5": None}
+    one = parse_devices("jetson-orin")
+    assert parse_latency_budgets("1.5", one) == {"jetson-orin": 1.5}
+
+
+@pytest.mark.parametrize(("device", "extra", "match"), [
+    (",", [], "empty device list"),
+    ("jetson-orin,", [], "empty device list"),
+    ("jetson-orin,jetson-orin", [], "lists jetson-orin more than once"),
+    (DEVICES, ["--latency-budget", "host=3"], "names device 'host', which is not in --device"),
+    (DEVICES, ["--latency-budget", "3"], "does not say which of the 2 devices"),
+    (DEVICES, ["--latency-budget", "jetson-orin=-1"], "must be a positive number of ms for jetson-orin"),
+    ("jetson-orin", ["--latency-budget", "raspberry-pi-5=3"], "names device 'raspberry-pi-5'"),
+    (DEVICES, ["--resume"], "--resume continues single-device runs only"),
+])
+def test_bad_device_lists_and_budgets(sn, tmp_path, device, extra, match):
+    out = tmp_path / "bad"
+    fails_cleanly(search(sn, out, *extra, device=device), match)
+    assert not out.exists() and not list(tmp_path.iterdir())

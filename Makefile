@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 SEED    ?= 0
 
-.PHONY: setup test demo lint train-default clean
+.PHONY: setup test demo lint train-default train-vit-default clean
 
 setup: $(STAMP)
 
@@ -38,6 +38,16 @@ train-default: setup
 	  --batch-size 128 --lr 0.1 --n-random 1 --seed 0 --out runs/cifar-exits-joint
 	$(BIN)/dynnas calibrate --supernet runs/cifar-exits-joint/supernet.safetensors --dataset cifar10:$(CIFAR) \
 	  --samples 220 --ceiling 50 --recal-seeds 2 --sample-val 300 --cascade 2 --seed 0
+
+# Reproduces the shipped ViT (see README: "The shipped ViT"): width/head stages, the token-schedule stage and the
+# exit stage in one run (about 95 min on 2 busy cores), then its predictor data and evaluation sample.
+train-vit-default: setup
+	$(BIN)/dynnas train --family vit --preset cifar-vit --dataset cifar10:$(CIFAR) --stage-epochs 8,2,2,2 \
+	  --token-epochs 4 --exit-epochs 2 --exit-route joint --optimizer adamw --lr 1e-3 --weight-decay 0.05 \
+	  --warmup-epochs 1 --n-random 1 --batch-size 128 --seed 0 --out runs/cifar-vit
+	cp runs/cifar-vit/supernet.safetensors supernet/pretrained/cifar10-vit.safetensors
+	$(BIN)/dynnas calibrate --supernet supernet/pretrained/cifar10-vit.safetensors --dataset cifar10:$(CIFAR) \
+	  --samples 100 --ceiling 25 --recal-seeds 1 --sample-val 300 --seed 0
 
 clean:
 	rm -rf runs .pytest_cache

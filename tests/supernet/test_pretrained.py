@@ -42,3 +42,19 @@ def test_shipped_default_loads_when_present():
     assert model.config.exit_blocks == (1, 4) and len(model.exits) == 2  # shipped with exit heads
     with np.load(sample_path(path), allow_pickle=False) as z:
         assert len(z["y_val"]) == 300 and len(z["y_test"]) == 400
+
+
+def test_shipped_vit_loads_with_its_data_and_scores_on_its_sample():
+    from predictors.accuracy import AccuracyData, accuracy_data_path
+    from supernet.evaluate import accuracy
+    from supernet.pretrained import SHIPPED, load_sample
+
+    model, meta, path = resolve_supernet("vit")
+    assert path == SHIPPED["vit"] and meta["family"] == "vit" and model.space.family == "vit"
+    assert path.stat().st_size <= 10 * 2**20 and sample_path(path).stat().st_size <= 3 * 2**20
+    assert model.config.exit_blocks == (1, 3) and model.space.token_methods == ("topk", "tome")
+    data = AccuracyData.load(accuracy_data_path(path))
+    assert data.meta["family"] == "vit" and len(data.records) >= 100
+    sample = load_sample(sample_path(path), meta["dataset"]["spec"])
+    acc = accuracy(model, sample.x_test, sample.y_test, model.space.largest())
+    assert acc >= 0.6  # CIFAR-10: chance is 0.1; the full test set is in the README

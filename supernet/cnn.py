@@ -20,7 +20,13 @@ from torch import nn
 from supernet.cost import CostTerms, unit_of
 from supernet.cost import count_macs as _count_macs
 from supernet.cost import exit_macs as _exit_macs
-from supernet.dynamic import SwitchableBatchNorm1d, SwitchableBatchNorm2d, get_importance, segment_sort
+from supernet.dynamic import (
+    SwitchableBatchNorm1d,
+    SwitchableBatchNorm2d,
+    get_importance,
+    register_normalisation,
+    segment_sort,
+)
 from supernet.errors import ConfigError
 from supernet.space import SearchSpace, SubnetConfig
 
@@ -227,12 +233,7 @@ class CNNSupernet(nn.Module):
         self.config = config
         self.space = config.space()
         c = config
-        mean = mean or (0.5,) * c.in_channels
-        std = std or (0.25,) * c.in_channels
-        if len(mean) != c.in_channels or len(std) != c.in_channels:
-            raise ConfigError(f"normalisation needs {c.in_channels} channels, but got {mean=} and {std=}.")
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+        register_normalisation(self, c.in_channels, mean, std)
         self.stem = nn.Sequential(
             nn.Conv2d(c.in_channels, c.stem_channels, 3, 1, 1, bias=False), nn.BatchNorm2d(c.stem_channels), nn.ReLU6()
         )

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from supernet.errors import unknown
+from supernet.errors import ConfigError, unknown
 
 
 class SwitchableBatchNorm2d(nn.Module):
@@ -98,3 +98,14 @@ def segment_sort(scores: torch.Tensor, boundaries: tuple[int, ...]) -> torch.Ten
         order = torch.argsort(scores[a:b], descending=True, stable=True)
         parts.append(order + a)
     return torch.cat(parts)
+
+
+def register_normalisation(module: nn.Module, in_channels: int, mean: tuple[float, ...] | None,
+                           std: tuple[float, ...] | None) -> None:
+    """Give a supernet its input normalisation as ``mean``/``std`` buffers (defaults 0.5 / 0.25 per channel)."""
+    mean = mean or (0.5,) * in_channels
+    std = std or (0.25,) * in_channels
+    if len(mean) != in_channels or len(std) != in_channels:
+        raise ConfigError(f"normalisation needs {in_channels} channels, but got {mean=} and {std=}.")
+    module.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+    module.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))

@@ -41,7 +41,7 @@ from torch import nn
 from supernet.cost import CostTerms
 from supernet.cost import count_macs as _count_macs
 from supernet.cost import exit_macs as _exit_macs
-from supernet.dynamic import segment_sort
+from supernet.dynamic import register_normalisation, segment_sort
 from supernet.errors import ConfigError, unknown
 from supernet.space import SearchSpace, SubnetConfig
 from supernet.tokens import cls_attention, kept_tokens, tome_merge, topk_prune
@@ -434,12 +434,7 @@ class ViTSupernet(nn.Module):
         self.config = config
         self.space = config.space()
         c = config
-        mean = mean or (0.5,) * c.in_channels
-        std = std or (0.25,) * c.in_channels
-        if len(mean) != c.in_channels or len(std) != c.in_channels:
-            raise ConfigError(f"normalisation needs {c.in_channels} channels, but got {mean=} and {std=}.")
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+        register_normalisation(self, c.in_channels, mean, std)
         self.embed = PatchEmbedding(c)
         self.blocks = nn.ModuleList(ElasticViTBlock(c.dim, c.max_heads, c.head_choices, c.hidden_widths())
                                     for _ in range(c.depth))

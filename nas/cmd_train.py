@@ -33,6 +33,7 @@ def _parse_floats(text: str, what: str) -> tuple[float, ...]:
              "    dynnas train --preset cifar-default --dataset cifar10:../shared/datasets/cifar10 "
              "--stage-epochs 6,2,2,3 --out runs/cifar --seed 0\n\n"
              "    dynnas train --dataset digits --epochs 2 --out runs/tiny --resume\n\n"
+             "    dynnas train --dataset digits --epochs 2 --stop-at 1 --out runs/tiny-half\n\n"
              "    dynnas train --dataset digits --epochs 2 --exit-epochs 2 --exit-route joint --out runs/tiny-exits\n\n"
              "    dynnas train --preset cifar-default --dataset cifar10:../shared/datasets/cifar10 "
              "--init-from supernet/pretrained/cifar10-cnn.safetensors --exit-epochs 3 --out runs/cifar-exits\n\n"
@@ -63,6 +64,7 @@ def train(
     init_from: Annotated[Path | None, typer.Option(help="Start from this trained supernet and run only the exit stage.")] = None,
     bf16: Annotated[bool, typer.Option(help="bf16 autocast (fast only on CPUs with AVX-512 BF16/AMX, or CUDA).")] = False,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last epoch.")] = False,
+    stop_at: Annotated[int | None, typer.Option(help="Stop after this many epochs in all and write supernet.safetensors of the state reached (e.g. the width stages without the token stage); --resume continues.")] = None,
     seed: SeedOpt = 0,
     device_type: DeviceTypeOpt = "cpu",
 ) -> None:
@@ -106,13 +108,17 @@ def train(
                       token_epochs=token_epochs, optimizer=optimizer, weight_decay=weight_decay,
                       warmup_epochs=warmup_epochs, exit_route=exit_route, exit_weight=exit_weight,
                       init_from=str(init_from.resolve()) if init_from is not None else None, init_sha256=init_sha)
+    if stop_at is not None and not 1 <= stop_at <= cfg.total_epochs:
+        raise ConfigError(f"--stop-at must be between 1 and the run's {cfg.total_epochs} epochs, but got {stop_at}.")
     trainer = Trainer(cfg, out)
     trainer.prepare(resume)
+    if stop_at is not None and stop_at < trainer.epoch:
+        raise ConfigError(f"--stop-at {stop_at} is before the checkpoint's epoch {trainer.epoch}; pass a later epoch.")
     console.print(f"training {family}/{preset} on {dataset}: {trainer.data.summary()['train']} images, "
                   f"stages {list(cfg.stages)}{' (exit stage: ' + exit_route + ')' if exit_epochs else ''} → {out}")
     with TrainProgress(cfg.total_epochs) as progress:
         trainer.progress = progress
-        trainer.run()
+        trainer.run(stop_after=None if stop_at is None else stop_at - trainer.epoch, snapshot=stop_at is not None)
     table = Table(title="uniform subnets (validation, switchable BN)")
     for col in ("width", "MMACs", "val acc"):
         table.add_column(col)

@@ -466,9 +466,11 @@ class Trainer:
         ensure_writable(self.out, keep=resume)
         self._prepared = True
 
-    def run(self, resume: bool = False, stop_after: int | None = None) -> dict[str, Any]:
+    def run(self, resume: bool = False, stop_after: int | None = None, snapshot: bool = False) -> dict[str, Any]:
         """Train to the end (or ``stop_after`` more epochs); write the artifact when done.
 
+        With ``snapshot``, a run stopped early by ``stop_after`` writes the artifact of the state it
+        reached too (e.g. the width stages alone, before the token stage); ``--resume`` continues it.
         Call :meth:`prepare` first to check the folder before any output; otherwise ``run`` does.
         """
         if not self._prepared:
@@ -501,7 +503,7 @@ class Trainer:
             self.save_checkpoint()
             if self.progress is not None:
                 self.progress.end_epoch(record)
-        if self.epoch >= self.cfg.total_epochs:
+        if self.epoch >= self.cfg.total_epochs or snapshot:
             self.write_artifact()
         return {"epoch": self.epoch, "history": self.history}
 

@@ -65,3 +65,29 @@ def test_train_and_eval_succeed(tmp_path):
     fails_cleanly(["train", "--out", str(out), "--epochs", "1"], "--resume")
     fails_cleanly(["eval", "--supernet", str(out), "--bn", "magic"], "--bn must be one of")
     fails_cleanly(["eval", "--supernet", str(tmp_path / "nope.safetensors")], "does not exist")
+
+
+def test_stop_at_writes_the_state_reached_and_resume_finishes_it(tmp_path):
+    """--stop-at 1 of 2 epochs: a snapshot artifact of epoch 1, then --resume ends bit-identical to one run."""
+    import json
+
+    from supernet.checkpoint import load_tensors
+
+    half, full = tmp_path / "half", tmp_path / "full"
+    common = ["--epochs", "1", "--widths", "0.5,1.0", "--seed", "3", "--train-limit", "300"]
+    res = runner.invoke(app, ["train", "--out", str(half), *common, "--stop-at", "1"])
+    assert res.exit_code == 0, res.output
+    meta = load_tensors(half / "supernet.safetensors")[1]
+    assert [r["epoch"] for r in meta["history"]] == [1]
+    assert json.loads((half / "state.json").read_text())["epoch"] == 1
+    assert runner.invoke(app, ["train", "--out", str(half), *common, "--resume"]).exit_code == 0
+    assert runner.invoke(app, ["train", "--out", str(full), *common]).exit_code == 0
+    a, b = load_tensors(half / "supernet.safetensors")[0], load_tensors(full / "supernet.safetensors")[0]
+    assert a.keys() == b.keys() and all(bool((a[k] == b[k]).all()) for k in a)
+
+
+@pytest.mark.parametrize("stop, match", [("0", "--stop-at must be between 1"), ("3", "--stop-at must be between 1")])
+def test_stop_at_out_of_range(tmp_path, stop, match):
+    fails_cleanly(["train", "--out", str(tmp_path / "r"), "--epochs", "1", "--widths", "0.5,1.0", "--stop-at", stop],
+                  match)
+    assert not (tmp_path / "r").exists()

@@ -45,9 +45,13 @@ def _subnets(space, rng: np.random.Generator, n: int = 6) -> list:
 # ---- configs and errors ----------------------------------------------------------------------
 def test_presets_are_registered_and_sized():
     fam = get_family("vit")
-    assert fam.config_cls is ViTConfig and fam.build is ViTSupernet and set(fam.presets) == {"tiny", "cifar-vit"}
+    assert fam.config_cls is ViTConfig and fam.build is ViTSupernet and set(fam.presets) == {"tiny", "cifar-vit",
+                                                                                             "cifar-vit-patch4"}
     cifar = get_preset("vit", "cifar-vit")
     assert cifar.n_patches == 64 and cifar.head_dim == 24
+    plain = get_preset("vit", "cifar-vit-patch4")  # the stem ablation: the same tokens from a plain patch embedding
+    assert plain.n_patches == 64 and plain.stem_channels == 0 and plain.space() == cifar.space()
+    assert 0.95 < count_macs(plain, plain.space().largest()) / count_macs(cifar, cifar.space().largest()) < 1.0
     space = cifar.space()
     assert 25e6 <= count_macs(cifar, space.largest()) <= 31e6
     assert count_macs(cifar, space.smallest()) <= 0.3 * count_macs(cifar, space.largest())

@@ -7,7 +7,7 @@ exported graph agrees to 1e-4, see the tests). The gain is throughput relative t
 without reduction. ``--posthoc SUPERNET`` applies the same schedules to a supernet trained without a
 token stage: the difference in accuracy loss is what training with schedules buys.
 
-    python benchmarks/token_reduction.py --supernet runs/cifar-vit --posthoc runs/cifar-vit-ps \\
+    python benchmarks/token_reduction.py --posthoc runs/cifar-vit-ps/supernet.safetensors \\
         --dataset cifar10:../shared/datasets/cifar10
 """
 
@@ -77,14 +77,15 @@ def main() -> None:
     ap.add_argument("--dataset", default="cifar10:../shared/datasets/cifar10")
     ap.add_argument("--n-test", type=int, default=10000)
     ap.add_argument("--batches", default="1,32")
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1, help="onnxruntime threads for the timing")
+    ap.add_argument("--eval-threads", type=int, default=2, help="PyTorch threads for the accuracy pass")
     ap.add_argument("--seconds", type=float, default=6.0, help="timing per model and batch size")
     ap.add_argument("--max-loss-pp", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--name", default="token_reduction", help="results file benchmarks/results/<name>.json")
     a = ap.parse_args()
     torch.manual_seed(a.seed)
-    torch.set_num_threads(max(1, a.threads))
+    torch.set_num_threads(max(1, a.eval_threads))
     supernet, meta = load_supernet(a.supernet)
     config, space = supernet.config, supernet.space
     data = load_dataset(a.dataset, resolution=config.resolution)

@@ -72,6 +72,13 @@ def normalise(F: np.ndarray, ref: HVReference) -> np.ndarray:  # noqa: N803
     return np.column_stack([(ref.ideal.accuracy + F[:, 0]) / sa, (F[:, 1] - ref.ideal.latency_ms) / sl])
 
 
+def accuracy_latency_box(ref: HVReference) -> HVReference:
+    """``ref`` on the accuracy and latency axes only (a run with a third objective stores a 3-D box)."""
+    if len(ref.normalised_reference) == 2:
+        return ref
+    return ref.model_copy(update={"normalised_reference": tuple(ref.normalised_reference[:2])})
+
+
 def hypervolume(F: np.ndarray, ref: HVReference) -> float:  # noqa: N803
     """Hypervolume of ``F`` (minimised, raw units) in ``ref``'s normalised box; 0.0 if nothing counts."""
     Z = normalise(F, ref)

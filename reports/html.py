@@ -3,7 +3,9 @@
 ``write_report([run_dir, ...], out)`` reads each run folder (:mod:`reports.run_folder`) and writes
 ONE HTML file: inline CSS, figures as base64 PNG (matplotlib, Agg), interactive fronts as inline
 SVG with a few lines of inline JS, tables from pandas; no external asset or link. Sections:
-overview, accuracy-latency fronts with the uniform-width baselines, the interactive fronts,
+overview, accuracy-latency fronts with the uniform-width baselines (and, for a space with token
+reduction, the front of the candidates that keep every token), for runs of several supernet
+families on one device their fronts side by side, the interactive fronts,
 hypervolume against evaluations, for several runs the algorithms compared over seeds,
 predicted against measured, early exits, the exported subnets with their deployment commands and,
 for several runs, how the subnets each run chose differ.
@@ -19,12 +21,14 @@ import pandas as pd
 
 from reports.compare import compare_text, seed_groups
 from reports.exits import exits_table, exits_text
+from reports.families import FamilyGroup, family_groups
 from reports.fronts import exit_free_front
 from reports.interactive import CSS as EXPLORE_CSS
 from reports.interactive import JS as EXPLORE_JS
 from reports.interactive import explore_section
 from reports.plots import (
     FrontPanel,
+    families_figure,
     fronts_figure,
     hypervolume_figure,
     predicted_vs_measured_figure,
@@ -40,12 +44,14 @@ from reports.quality import (
 )
 from reports.run_folder import device_runs, load_runs, read_deployment
 from reports.tables import exported_table, overview_table, table_html
+from reports.tokens import TokenSchedule, token_text
 from reports.view import RunView, load_view
 from supernet.checkpoint import atomic_write
 from supernet.errors import ConfigError, OutputError
 
 TITLE = "dynnas report"
-SECTIONS = {"overview": "Overview", "deployment": "Deployment", "fronts": "Fronts", "explore": "Explore", "hypervolume": "Hypervolume",
+SECTIONS = {"overview": "Overview", "deployment": "Deployment", "fronts": "Fronts", "families": "Families",
+            "explore": "Explore", "hypervolume": "Hypervolume",
             "algorithms": "Algorithms over seeds", "predictors": "Predicted vs measured", "exits": "Early exits",
             "exported": "Exported subnets", "comparison": "Comparison"}
 
@@ -72,8 +78,24 @@ def _panel(v: RunView) -> FrontPanel:
     ex = pd.DataFrame([{"arch": e.arch.arch, "accuracy": e.verify.predicted_accuracy,
                         "latency_ms": e.verify.predicted_latency_ms} for e in v.exported],
                       columns=["arch", "accuracy", "latency_ms"])
+    tokens = TokenSchedule.of(v.run)
     return FrontPanel(v.title, v.device, v.evaluations, v.pareto, v.baselines, ex,
-                      exit_free_front(v.evaluations) if v.run.exits.searched else None)
+                      exit_free_front(v.evaluations) if v.run.exits.searched else None,
+                      tokens.full_token_front(v.evaluations) if tokens is not None else None)
+
+
+def _families_section(groups: list[FamilyGroup]) -> list[str]:
+    """Each device's families: their fronts in one figure, a table and a sentence at the common accuracy."""
+    parts = [_h2("families", "Supernet families side by side")
+             + "<p class='note'>On each device searched with more than one supernet family: every run's combined "
+             "front (one colour per family), and per family the non-dominated union of its runs' fronts. The "
+             "common accuracy is the best accuracy the weakest family reaches; hypervolumes are taken in the "
+             "union of the runs' boxes.</p>"]
+    for g in groups:
+        parts.append(f"<h3>{html.escape(g.device)}</h3>"
+                     + _img(families_figure(g.device, g.run_fronts, g.level), f"families on {g.device}")
+                     + f"<p>{html.escape(g.text())}</p>" + table_html(g.table(), code_cols=("subnet at that accuracy",)))
+    return parts
 
 
 def _algorithms_section(views: list[RunView]) -> list[str]:
@@ -117,8 +139,9 @@ def render(views: list[RunView], deployments: list[tuple[Path, pd.DataFrame]] | 
     esc = html.escape
     several = len(views) > 1
     deployments = deployments or []
+    families = family_groups(views)
     shown = [k for k in SECTIONS if (several or k not in ("algorithms", "comparison"))
-             and (deployments or k != "deployment")]
+             and (deployments or k != "deployment") and (families or k != "families")]
     parts = [f"<h1>dynnas search report</h1><p class='note'>{len(views)} run(s): "
              f"{esc(', '.join(str(v.folder) for v in views))}</p>",
              "<nav>" + "".join(f"<a href='#{k}'>{esc(SECTIONS[k])}</a>" for k in shown) + "</nav>"]
@@ -133,10 +156,17 @@ def render(views: list[RunView], deployments: list[tuple[Path, pd.DataFrame]] | 
                  "black diamonds: the uniform-width subnets (every block at width α); stars: exported subnets. "
                  "Accuracy and latency are the run's predictions on its target device.</p>")
     parts.append(_img(fronts_figure([_panel(v) for v in views]), "Pareto fronts"))
+    tokens = [t for v in views for t in token_text(v.run, v.title, v.evaluations)]
+    if tokens:
+        parts.append("<p class='note'>Token reduction: the dotted line is the front of the candidates whose keep "
+                     "ratios are all 1.0 (every block keeps every token); hypervolumes in each run's own box.</p><ul>"
+                     + "".join(f"<li>{esc(t)}</li>" for t in tokens) + "</ul>")
     for v in views:
         parts.append(f"<p class='note'>Uniform-width baselines of {esc(v.title)} ({esc(v.baselines_note)}):</p>")
         if not v.baselines.empty:
             parts.append(table_html(v.baselines))
+    if families:
+        parts += _families_section(families)
     parts.append(_h2("explore", "Explore the fronts")
                  + "<p class='note'>Hover a point to see its arch string and figures; the same subnet is marked in "
                  "every panel.</p>" + explore_section(views))

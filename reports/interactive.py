@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from reports.plots import COLORS
+from reports.tokens import TokenSchedule
 from reports.view import RunView
 
 W, H = 560, 380  # SVG user units
@@ -89,12 +90,15 @@ def _rates(cell: object) -> str:
     return "" if text in ("", "nan", "None") else ", ".join(f"{float(p):.2f}" for p in text.split(";"))
 
 
-def candidate_tip(row: pd.Series, device: str, *, role: str) -> str:
-    """The tooltip text of one evaluated candidate (a row of evaluations.csv or pareto.csv)."""
+def candidate_tip(row: pd.Series, device: str, *, role: str, tokens: TokenSchedule | None = None) -> str:
+    """The tooltip text of one evaluated candidate (a row of evaluations.csv or pareto.csv); with ``tokens``
+    (a run with token reduction) also the tokens entering each block, e.g. ``tokens per block 17→13 (ToMe)``."""
     lines = [str(row["arch"]), f"{role} · {row['algorithm']} · id {row['subnet_id']}",
              f"accuracy {100 * float(row['accuracy']):.2f} %",
              f"latency {float(row['latency_ms']):.5g} ms on {device}",
              f"MACs {float(row['macs']) / 1e6:.4g} M"]
+    if tokens is not None:
+        lines.append(f"tokens per block {tokens.text(str(row['arch']))}")
     static, worst = row.get("static_accuracy"), row.get("worst_latency_ms")
     rates = _rates(row.get("exit_rates", ""))
     arch = str(row["arch"])
@@ -144,10 +148,12 @@ def front_svg(view: RunView, algorithms: list[str], shared: Iterable[str] = ()) 
     ``shared``: subnet ids that are also on another run's combined front (drawn with a black ring).
     """
     shared = set(shared)
+    tokens = TokenSchedule.of(view.run)
     ev = view.evaluations.drop_duplicates(["algorithm", "subnet_id"])
     front = view.pareto
     base = view.baselines
     exp = [(e.arch.arch, e.arch.subnet_id, e.verify) for e in view.exported]
+    exp_tokens = [f"\ntokens per block {tokens.exported_text(e)}" if tokens is not None else "" for e in view.exported]
     xs = np.concatenate([ev["latency_ms"].to_numpy(float), base["latency_ms"].to_numpy(float),
                          np.asarray([v.predicted_latency_ms for *_, v in exp], float)])
     ys = np.concatenate([ev["accuracy"].to_numpy(float), base["accuracy"].to_numpy(float),
@@ -159,7 +165,7 @@ def front_svg(view: RunView, algorithms: list[str], shared: Iterable[str] = ()) 
     for row in ev.itertuples(index=False):  # every distinct candidate, faint
         r = row._asdict()
         out.append(_circle(s.x(r["latency_ms"]), s.y(r["accuracy"]), 2.2, color.get(str(r["algorithm"]), "#777"),
-                           "ev", str(r["subnet_id"]), candidate_tip(pd.Series(r), view.device, role="candidate")))
+                           "ev", str(r["subnet_id"]), candidate_tip(pd.Series(r), view.device, role="candidate", tokens=tokens)))
     for alg, fr in front.groupby("algorithm", sort=True):
         fr = fr.sort_values("latency_ms")
         c = color.get(str(alg), "#777")
@@ -174,19 +180,19 @@ def front_svg(view: RunView, algorithms: list[str], shared: Iterable[str] = ()) 
             sid = str(r["subnet_id"])
             cls = "fr shared" if sid in shared else "fr"
             out.append(_circle(s.x(r["latency_ms"]), s.y(r["accuracy"]), 4, c, cls, sid,
-                               candidate_tip(pd.Series(r), view.device, role="on the front")))
+                               candidate_tip(pd.Series(r), view.device, role="on the front", tokens=tokens)))
     for b in base.itertuples(index=False):
         x, y = s.x(float(b.latency_ms)), s.y(float(b.accuracy))
         tip = (f"{b.arch}\nuniform width α = {float(b.width):g}\naccuracy {100 * float(b.accuracy):.2f} %\n"
                f"latency {float(b.latency_ms):.5g} ms on {view.device}\nMACs {float(b.macs) / 1e6:.4g} M")
         out.append(f'<rect x="{x - 4.5:.1f}" y="{y - 4.5:.1f}" width="9" height="9" transform="rotate(45 {x:.1f} '
                    f'{y:.1f})" fill="#111" class="base" data-tip="{_attr(tip)}"/>')
-    for arch, sid, v in exp:
+    for (arch, sid, v), token_line in zip(exp, exp_tokens, strict=True):
         x, y = s.x(v.predicted_latency_ms), s.y(v.predicted_accuracy)
         host = v.host_latency_relative.at_calibration_speed_ms if v.host_latency_relative else v.host_latency_ms.median_ms
         tip = (f"{arch}\nexported · id {sid}\npredicted accuracy {100 * v.predicted_accuracy:.2f} %, "
                f"ONNX {100 * v.onnx_accuracy:.2f} % ({v.eval_set})\npredicted {v.predicted_latency_ms:.5g} ms on "
-               f"{view.device}\nhost: predicted {v.predicted_host_latency_ms:.4g} ms, measured {host:.4g} ms")
+               f"{view.device}\nhost: predicted {v.predicted_host_latency_ms:.4g} ms, measured {host:.4g} ms{token_line}")
         out.append(f'<polygon points="{_star(x, y, 9)}" fill="gold" stroke="#000" stroke-width="1" class="exp" '
                    f'data-sid="{_attr(sid)}" data-tip="{_attr(tip)}"/>')
     out.append("</svg>")

@@ -31,6 +31,7 @@ class FrontPanel:
     baselines: pd.DataFrame  # width, accuracy, latency_ms (uniform-width subnets)
     exported: pd.DataFrame  # arch, accuracy, latency_ms (the exported subnets)
     exit_free: pd.DataFrame | None = None  # accuracy, latency_ms: the front of the candidates without exits
+    full_tokens: pd.DataFrame | None = None  # accuracy, latency_ms: the front of those without token reduction
 
 
 def to_base64_png(fig: Figure, dpi: int = 110) -> str:
@@ -70,6 +71,10 @@ def fronts_figure(panels: list[FrontPanel]) -> Figure:
             fr = p.exit_free.sort_values("latency_ms")
             ax.step(fr["latency_ms"], fr["accuracy"], where="post", ls="--", lw=1.2, color="#555555",
                     label="front without exits")
+        if p.full_tokens is not None and not p.full_tokens.empty:
+            fr = p.full_tokens.sort_values("latency_ms")
+            ax.step(fr["latency_ms"], fr["accuracy"], where="post", ls=":", lw=1.6, color="#8c564b", marker="s",
+                    ms=4, mfc="none", label="front without token reduction")
         if not p.exported.empty:
             ax.scatter(p.exported["latency_ms"], p.exported["accuracy"], marker="*", s=170, facecolor="gold",
                        edgecolor="black", zorder=6, label="exported")
@@ -78,6 +83,33 @@ def fronts_figure(panels: list[FrontPanel]) -> Figure:
         ax.set_ylabel("predicted accuracy")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best")
+    return fig
+
+
+def families_figure(device: str, fronts: list[pd.DataFrame], level: float | None = None) -> Figure:
+    """Every run's combined front on one device, one colour per family (line style per run within it), and
+    the common accuracy ``level`` as a horizontal line. Each front has columns family, run, accuracy,
+    latency_ms (:func:`reports.families.run_front`)."""
+    fig = Figure(figsize=(7.2, 4.6), layout="constrained")
+    ax = fig.subplots()
+    families = list(dict.fromkeys(str(f["family"].iloc[0]) for f in fronts if not f.empty))
+    styles, seen = ("-", "--", "-.", ":"), dict.fromkeys(families, 0)
+    for f in fronts:
+        if f.empty:
+            continue
+        fam = str(f["family"].iloc[0])
+        fr = f.sort_values("latency_ms")
+        ax.step(fr["latency_ms"], fr["accuracy"], where="post", marker="o", ms=3.5, lw=1.5,
+                ls=styles[seen[fam] % len(styles)], color=COLORS[families.index(fam) % len(COLORS)],
+                label=f"{fam}: {fr['run'].iloc[0]} ({len(fr)} on the front)")
+        seen[fam] += 1
+    if level is not None:
+        ax.axhline(level, color="grey", lw=1, ls="--", label=f"common accuracy {100 * level:.2f} %")
+    ax.set_title(f"supernet families on {device}", fontsize=10)
+    ax.set_xlabel(f"predicted latency on {device} (ms)")
+    ax.set_ylabel("predicted accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
     return fig
 
 

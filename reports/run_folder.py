@@ -96,7 +96,8 @@ DEPLOYMENT_COLUMNS = ("device", "power_mode", "latency_budget_ms", "subnet_id", 
 TABLE_COLUMNS = {DEPLOYMENT_FILE: DEPLOYMENT_COLUMNS, EVALUATIONS_FILE: EVAL_COLUMNS, HISTORY_FILE: HISTORY_COLUMNS, PARETO_FILE: PARETO_COLUMNS}
 # Settings that must match for --resume to reuse earlier work.
 RESUME_KEYS = ("device", "profile_sha", "supernet_sha256", "budget", "latency_budget_ms", "bn", "seed",
-               "accuracy_samples", "exits", "max_accuracy_drop", "max_worst_latency_ms", "cascade", "power_mode", "batch")
+               "accuracy_samples", "exits", "max_accuracy_drop", "max_worst_latency_ms", "cascade", "power_mode", "batch",
+               "objectives", "max_memory_bytes", "max_energy_mj")
 TOP_LEVEL_COPIES = ("device", "seed", "bn", "budget", "latency_budget_ms", "algorithms")  # of settings, in run.json
 
 
@@ -138,9 +139,17 @@ class SearchSettings(_Record):
     batch: int = Field(default=1, ge=1)  # images per inference; latency_ms is per batch
     max_accuracy_drop: float | None = Field(default=None, ge=0, lt=1)  # fraction; None when the space has no exits
     max_worst_latency_ms: float | None = Field(default=None, gt=0)
+    # Recorded only when used, so a two-objective run's settings read exactly as before they existed.
+    objectives: tuple[str, ...] | None = None  # None: accuracy, latency
+    max_memory_bytes: float | None = Field(default=None, gt=0)
+    max_energy_mj: float | None = Field(default=None, gt=0)
 
     def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+        out = self.model_dump(mode="json")
+        for key in ("objectives", "max_memory_bytes", "max_energy_mj"):
+            if out.get(key) is None:
+                out.pop(key, None)
+        return out
 
     def command(self) -> str:
         """A ``dynnas search`` command line that reproduces these settings."""
@@ -164,6 +173,12 @@ class SearchSettings(_Record):
             parts.append(f"--max-accuracy-drop {100 * self.max_accuracy_drop:g}")
         if self.max_worst_latency_ms is not None:
             parts.append(f"--max-worst-latency {self.max_worst_latency_ms:g}")
+        if self.objectives is not None:
+            parts.append(f"--objectives {','.join(self.objectives)}")
+        if self.max_memory_bytes is not None:
+            parts.append(f"--max-memory {self.max_memory_bytes:.0f}")
+        if self.max_energy_mj is not None:
+            parts.append(f"--max-energy {self.max_energy_mj:g}")
         return " ".join(parts)
 
     def differences(self, other: SearchSettings, keys: Sequence[str] = RESUME_KEYS) -> list[tuple[str, Any, Any]]:

@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from reports.run_folder import combined_front
+from reports.tokens import TokenSchedule, method_label
 from reports.view import RunView, deploy_command
 
 
@@ -61,14 +62,19 @@ def overview_table(views: list[RunView]) -> pd.DataFrame:
 
 
 def exported_table(view: RunView) -> pd.DataFrame:
-    """One row per exported subnet: size, predicted and measured accuracy and latency, the deploy command."""
+    """One row per exported subnet: size, predicted and measured accuracy and latency, the deploy command; for a
+    run with token reduction also the tokens entering each block, the method and the keep ratios."""
     rows = []
+    tokens = TokenSchedule.of(view.run)
     for e in view.exported:
         a, r = e.arch, e.verify
         h, rel = r.host_latency_ms, r.host_latency_relative
+        schedule = {} if tokens is None else {
+            "tokens per block": tokens.exported_text(e), "token method": method_label(tokens.method(a.arch)),
+            "keep ratios": ", ".join(f"{k:g}" for k in tokens.keep_ratios(a.arch))}
         rows.append({
             "arch": a.arch, "subnet_id": a.subnet_id, "algorithm": r.algorithm,
-            "MMACs": f"{a.macs / 1e6:.3f}", "params": a.params,
+            "MMACs": f"{a.macs / 1e6:.3f}", "params": a.params, **schedule,
             "pred. accuracy": fmt(r.predicted_accuracy), "ONNX accuracy": fmt(r.onnx_accuracy),
             "eval set": r.eval_set,
             f"pred. latency {view.device} (ms)": fmt(r.predicted_latency_ms),

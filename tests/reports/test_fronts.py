@@ -75,3 +75,16 @@ def test_union_box_holds_every_box():
     assert HVReference.model_validate(HVBox(0.82, 0.6, 1.0, 2.0).to_dict()).same_box(u)
     assert (u.accuracy, u.latency_ms) == pytest.approx(HVBox(0.82, 0.6, 1.0, 2.0).reference)
     assert not a.same_box(b) and a.same_box(a)
+
+
+def test_a_three_objective_box_is_cut_to_accuracy_and_latency():
+    from reports.fronts import accuracy_latency_box
+
+    box = HVBox.from_points(np.array([0.6, 0.8]), np.array([1.0, 2.0]), third=np.array([3.0, 5.0]),
+                            third_name="energy_mj")
+    ref3 = HVReference.model_validate(box.to_dict())
+    ref2 = HVReference.model_validate(HVBox.from_points(np.array([0.6, 0.8]), np.array([1.0, 2.0])).to_dict())
+    cut = accuracy_latency_box(ref3)
+    assert cut.normalised_reference == (1.1, 1.1) and accuracy_latency_box(ref2) is ref2
+    F = np.array([[-0.7, 1.5], [-0.75, 1.8]])
+    assert hypervolume(F, cut) == pytest.approx(hypervolume(F, ref2), rel=1e-12)

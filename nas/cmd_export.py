@@ -13,28 +13,47 @@ from nas.errors import guarded
 
 @app.command(epilog="Examples:\n\n    dynnas export runs/demo-jetson-orin\n\n"
              "    dynnas export runs/demo-host --top 3 --seed 1\n\n"
-             "    dynnas export runs/demo-host --supernet runs/cifar/supernet.safetensors")
+             "    dynnas export runs/demo-host --supernet runs/cifar/supernet.safetensors\n\n"
+             "    dynnas export runs/fleet\n\n"
+             "    dynnas export runs/fleet --device raspberry-pi-5 --top 3")
 @guarded
 def export(
-    run_dir: Annotated[Path, typer.Argument(help="Run folder written by `dynnas search`.", show_default=False)],
+    run_dir: Annotated[Path, typer.Argument(help="Run folder written by `dynnas search` (one device, or several: "
+                                            "each device's front).", show_default=False)],
     top: Annotated[int, typer.Option("--top", help="How many subnets to export, spread along the combined front "
                                      "(the fastest and the most accurate always among them).")] = 5,
     supernet: Annotated[Path | None, typer.Option(help="Supernet file, if it moved since the search "
                                                   "(its sha256 must match the run's).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of BN recalibration and latency input (default: the "
                                              "run's seed, reproducing the search's export).")] = None,
+    device: Annotated[str | None, typer.Option(help="Of a search over several devices, export only this device's "
+                                               "front (default: every device's).")] = None,
 ) -> None:
-    """Export subnets of a search run as verified ONNX + safetensors under DIR/subnets/<subnet_id>/."""
+    """Export subnets of a search run as verified ONNX + safetensors under DIR/subnets/<subnet_id>/ (over several
+    devices: DIR/devices/<device>/subnets/<subnet_id>/ for each device, or the one of --device)."""
+    from nas.fleet import fleet_device_runs
+    from reports.run_folder import load_run
+
+    runs = fleet_device_runs(run_dir, device)
+    for _, d in runs:  # a missing or broken run is reported as such, before the write checks
+        load_run(d)
+    for _, d in runs:  # every device's folder, before the slow work of any
+        _check_writable(d / "subnets" if (d / "subnets").is_dir() else d, d)
+    for key, d in runs:
+        _export_run(d, top, supernet=supernet, seed=seed, device=key if len(runs) > 1 else None)
+
+
+def _export_run(run_dir: Path, top: int, *, supernet: Path | None, seed: int | None, device: str | None) -> None:
+    """Export one single-device run folder and print its table (``device``: its name in a fleet, for the title)."""
     from rich.table import Table
 
     from nas.export import export_subnets
     from nas.progress import console
-    from reports.run_folder import load_run
 
-    load_run(run_dir)  # a missing or broken run is reported as such, before the write check
     subnets = run_dir / "subnets"
     had_subnets = subnets.is_dir()
-    _check_writable(subnets if had_subnets else run_dir, run_dir)
+    if device is not None:
+        console.print(f"{device}: exporting from {run_dir}")
     try:
         done = export_subnets(run_dir, top, supernet_path=supernet, seed=seed,
                               progress=lambda i, n, arch: console.print(f"[{i + 1}/{n}] exporting {arch}"))

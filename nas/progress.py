@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
@@ -50,3 +51,33 @@ class TrainProgress:
         self.last = f"val acc largest {record['val_acc_largest']:.3f} smallest {record['val_acc_smallest']:.3f}"
         console.print(f"epoch {record['epoch']:>3} stage {record['stage']} loss {record['loss']:.4f} "
                       f"{self.last} ({record['seconds']:.0f}s)")
+
+
+class SearchBars:
+    """One rich progress bar per phase (predictors, each algorithm, export)."""
+
+    def __init__(self) -> None:
+        self.bar = make_progress()
+        self.tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> SearchBars:
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.stop()
+
+    def update(self, key: str, done: int, total: int, info: str = "") -> None:
+        if key not in self.tasks:
+            self.tasks[key] = self.bar.add_task(key, total=max(total, 1), info=info)
+        self.bar.update(self.tasks[key], completed=done, total=max(total, 1), info=info)
+
+    def phase(self, prefix: str) -> Callable[[str, int, int], None]:
+        """A ``(description, done, total)`` callback, as the predictors call it."""
+        return lambda desc, done, total: self.update(f"{prefix}: {desc}", done, total)
+
+    def search(self, algorithm: str, n_evals: int, budget: int, hv: float) -> None:
+        self.update(f"search {algorithm}", n_evals, budget, f"HV {hv:.4f}")
+
+    def export(self, i: int, total: int, arch: str) -> None:
+        self.update("export", i, total, arch)

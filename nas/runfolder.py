@@ -52,7 +52,7 @@ from supernet.checkpoint import atomic_write, write_json
 from supernet.errors import OutputError
 
 __all__ = ["commit", "deploy_choice", "deployment_table", "write_deployment", "PARETO_COLUMNS", "PARTIAL_FILE", "RUN_FILE", "RUN_FORMAT", "RUN_FORMAT_VERSION", "NoRunError",
-           "RunRecord", "SearchSettings", "Staging", "check_out", "combined_hypervolume", "default_out", "jsonable",
+           "RunRecord", "SearchSettings", "Staging", "check_out", "check_resumable", "combined_hypervolume", "default_out", "jsonable",
            "load_run", "now_iso", "pareto_table", "read_table", "result_summary", "results_from_tables", "staging",
            "staging_path", "versions", "write_run_json", "write_tables"]
 
@@ -194,6 +194,18 @@ def _check_same(settings: SearchSettings, old: SearchSettings, where: Path) -> N
                           f"has {key}={now!r}; use the same settings or pass --overwrite.")
 
 
+def check_resumable(out: Path, settings: SearchSettings) -> None:
+    """:class:`OutputError` naming the first differing setting unless what ``--resume`` would continue in
+    ``out`` (an interrupted session's staging folder, else the run in ``out``) was made with ``settings``;
+    nothing to continue passes. Reads only."""
+    out = Path(out)
+    partial = staging_path(out) / PARTIAL_FILE
+    if partial.is_file():
+        _check_same(settings, load_partial(partial).settings, staging_path(out))
+    elif (out / RUN_FILE).is_file():
+        _check_same(settings, load_run(out).settings, out)
+
+
 def check_out(out: Path, *, overwrite: bool, resume: bool, settings: SearchSettings | None = None) -> None:
     """Fail early (before any work) when ``out`` cannot receive this run.
 
@@ -218,11 +230,7 @@ def check_out(out: Path, *, overwrite: bool, resume: bool, settings: SearchSetti
             raise OutputError(f"--out '{out}' already holds a run ({what}); pass --overwrite to replace it or "
                               "--resume to continue it.")
     if resume and settings is not None:
-        partial = staging_path(out) / PARTIAL_FILE
-        if partial.is_file():
-            _check_same(settings, load_partial(partial).settings, staging_path(out))
-        elif (out / RUN_FILE).is_file():
-            _check_same(settings, load_run(out).settings, out)
+        check_resumable(out, settings)
     # The parent must exist or be creatable and take a new folder. A real folder is made and removed
     # (os.access says yes to root, and on /proc, where mkdir then fails); parents made for this
     # probe are removed again, so a run that fails later leaves nothing behind.

@@ -1,16 +1,19 @@
 """`dynnas search --device a,b`: one run folder for several devices, the shared accuracy predictor, per-device
-fronts, the deployment table (golden), determinism and every bad-input error."""
+fronts, the deployment table (golden), determinism, --resume of a fleet, export of a fleet and every bad-input
+error."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from nas.cmd_search import parse_devices, parse_latency_budgets
+from nas.cli import app
 from nas.runfolder import deploy_choice
+from nas.targets import parse_devices, parse_latency_budgets
 from reports.run_folder import (
     DEPLOYMENT_COLUMNS,
     device_runs,
@@ -141,9 +144,148 @@ def test_parse_budgets():
     (DEVICES, ["--latency-budget", "3"], "does not say which of the 2 devices"),
     (DEVICES, ["--latency-budget", "jetson-orin=-1"], "must be a positive number of ms for jetson-orin"),
     ("jetson-orin", ["--latency-budget", "raspberry-pi-5=3"], "names device 'raspberry-pi-5'"),
-    (DEVICES, ["--resume"], "--resume continues single-device runs only"),
 ])
 def test_bad_device_lists_and_budgets(sn, tmp_path, device, extra, match):
     out = tmp_path / "bad"
     fails_cleanly(search(sn, out, *extra, device=device), match)
     assert not out.exists() and not list(tmp_path.iterdir())
+
+
+# ---- --resume of a fleet run -------------------------------------------------------------------
+def leftovers(out: Path) -> list[str]:
+    """Staging or moved-aside folders left beside ``out``."""
+    return [p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.")]
+
+
+def assert_same_fleet(a: Path, b: Path) -> None:
+    """Two fleet runs found the same: every device's tables, and the deployment table."""
+    for da, db in zip(device_runs(a), device_runs(b), strict=True):
+        assert da.relative_to(a) == db.relative_to(b)
+        for name in ("evaluations.csv", "history.csv", "pareto.csv"):
+            assert (da / name).read_bytes() == (db / name).read_bytes(), (da, name)
+    pd.testing.assert_frame_equal(read_deployment(a), read_deployment(b))
+    assert load_fleet(a).devices == load_fleet(b).devices
+
+
+def test_resume_reruns_a_removed_device_and_reuses_the_finished_one(sn, fleet, tmp_path):
+    out = tmp_path / "run"
+    ok(search(sn, out, "--latency-budget", "raspberry-pi-5=20"))
+    kept = out / "devices" / "raspberry-pi-5"
+    before = {f: (kept / f).read_bytes() for f in ("evaluations.csv", "history.csv", "pareto.csv", "run.json")}
+    shutil.rmtree(out / "devices" / "jetson-orin")
+    text = ok(search(sn, out, "--latency-budget", "raspberry-pi-5=20", "--resume"))
+    assert "reusing the finished search on raspberry-pi-5" in text
+    for f, data in before.items():  # reused as it was, not rewritten
+        assert (kept / f).read_bytes() == data, f
+    assert load_run(out / "devices" / "jetson-orin").device == "jetson-orin"
+    assert_same_fleet(out, fleet)  # the removed device searched again: what a fresh run with the seed finds
+    assert (out / "report.html").is_file() and not leftovers(out) and not (out / "fleet.partial.json").exists()
+
+
+def test_resume_continues_an_interrupted_fleet_search(sn, fleet, tmp_path, monkeypatch):
+    """A Ctrl-C in raspberry-pi-5's `random` (jetson-orin done): the staging folder is kept, and --resume reuses
+    jetson-orin and raspberry-pi-5's nsga2, runs the rest and ends where a fresh run ends."""
+    import nas.driver
+    from nas.runfolder import staging_path
+    from tests.cli import runner
+
+    real = nas.driver.run_search
+
+    def interrupted(problem, name, *args, **kwargs):
+        if problem.device == "raspberry-pi-5" and name == "random":
+            raise KeyboardInterrupt
+        return real(problem, name, *args, **kwargs)
+
+    out = tmp_path / "run"
+    monkeypatch.setattr(nas.driver, "run_search", interrupted)
+    res = runner.invoke(app, search(sn, out, "--latency-budget", "raspberry-pi-5=20"))
+    monkeypatch.undo()
+    assert res.exit_code == 130 and "--resume" in res.stderr and not out.exists()
+    stage = staging_path(out)
+    done = stage / "devices" / "jetson-orin"
+    assert load_run(done).device == "jetson-orin"
+    assert (stage / "devices" / ".raspberry-pi-5.partial" / "partial.json").is_file()
+    before = (done / "evaluations.csv").read_bytes()
+    fails_cleanly(search(sn, out, "--latency-budget", "raspberry-pi-5=20", "--resume", device="raspberry-pi-5,jetson-orin"),
+                  "it searched --device jetson-orin,raspberry-pi-5 but this command has --device raspberry-pi-5,jetson-orin")
+    text = ok(search(sn, out, "--latency-budget", "raspberry-pi-5=20", "--resume"))
+    assert "reusing the finished search on jetson-orin" in text and "reusing nsga2" in text
+    assert (out / "devices" / "jetson-orin" / "evaluations.csv").read_bytes() == before
+    assert_same_fleet(out, fleet)
+    assert not leftovers(out)
+
+
+def test_resume_with_another_algorithm_resumes_each_device(sn, fleet, tmp_path):
+    """Finished devices made with other settings than the resume's (here: one algorithm fewer) are not reused
+    as they are but resumed: their finished algorithms kept, the new one run."""
+    out = tmp_path / "run"
+    ok(search(sn, out, "--latency-budget", "raspberry-pi-5=20", "--algorithm", "nsga2"))
+    text = ok(search(sn, out, "--latency-budget", "raspberry-pi-5=20", "--resume"))
+    assert text.count("reusing nsga2") == 2 and "reusing the finished search" not in text
+    assert_same_fleet(out, fleet)
+    assert load_run(out / "devices" / "jetson-orin").algorithms == ("nsga2", "random")
+
+
+@pytest.mark.parametrize(("device", "extra", "match"), [
+    ("jetson-orin,host", [], "it searched --device jetson-orin,raspberry-pi-5 but this command has --device "
+                             "jetson-orin,host; pass --device jetson-orin,raspberry-pi-5 to continue it, or --overwrite"),
+    ("jetson-orin", [], "it searched --device jetson-orin,raspberry-pi-5 but this command has --device jetson-orin;"),
+    (DEVICES, ["--latency-budget", "raspberry-pi-5=30"], "devices/raspberry-pi-5': it was made with "
+                                                         "latency_budget_ms=20.0 but this command has latency_budget_ms=30.0"),
+    (DEVICES, ["--latency-budget", "raspberry-pi-5=20", "--seed", "1"], "it was made with seed=0 but this command has "
+                                                                         "seed=1; use the same settings or pass --overwrite"),
+])
+def test_resume_with_other_devices_or_settings_fails_and_changes_nothing(sn, fleet, device, extra, match):
+    files = {p: p.stat().st_mtime_ns for p in fleet.rglob("*")}
+    fails_cleanly([*search(sn, fleet, *extra, device=device), "--resume"], match)
+    assert {p: p.stat().st_mtime_ns for p in fleet.rglob("*")} == files and not leftovers(fleet)
+
+
+def test_resume_of_a_single_device_run_over_several_devices_fails(sn, fleet, tmp_path):
+    one = tmp_path / "one"
+    shutil.copytree(fleet / "devices" / "jetson-orin", one)  # a complete single-device run folder
+    fails_cleanly([*search(sn, one), "--resume"], "it searched --device jetson-orin but this command has --device "
+                                                  "jetson-orin,raspberry-pi-5")
+    assert not leftovers(one)
+
+
+# ---- dynnas export of a fleet run --------------------------------------------------------------
+def exported_ids(run_dir: Path) -> list[str]:
+    return json.loads((run_dir / "run.json").read_text()).get("exported") or []
+
+
+def test_export_of_a_fleet_exports_every_device(fleet, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(fleet, run)
+    text = ok(["export", str(run), "--top", "1"])
+    assert "jetson-orin: exporting" in text and "raspberry-pi-5: exporting" in text
+    for d in device_runs(run):
+        ids = exported_ids(d)
+        assert len(ids) == 1 and (d / "subnets" / ids[0] / "model.onnx").is_file()
+    assert not (run / "subnets").exists()
+
+
+def test_export_of_one_device_of_a_fleet(fleet, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(fleet, run)
+    ok(["export", str(run), "--top", "1", "--device", "raspberry-pi-5"])
+    pi, orin = run / "devices" / "raspberry-pi-5", run / "devices" / "jetson-orin"
+    assert len(exported_ids(pi)) == 1 and (pi / "subnets").is_dir()
+    assert not exported_ids(orin) and not (orin / "subnets").exists()
+
+
+def test_export_of_a_fleet_errors(fleet, tmp_path):
+    fails_cleanly(["export", str(fleet), "--device", "jetson-orn"],
+                  f"run '{fleet}' has no device 'jetson-orn'; did you mean 'jetson-orin'? Its devices: jetson-orin, "
+                  "raspberry-pi-5")
+    run = tmp_path / "run"
+    shutil.copytree(fleet, run)
+    shutil.rmtree(run / "devices" / "jetson-orin")
+    fails_cleanly(["export", str(run)], "lacks the folder of device jetson-orin")
+    assert not (run / "devices" / "raspberry-pi-5" / "subnets").exists()  # nothing exported before the error
+
+
+def test_help_shows_the_fleet_examples():
+    assert "dynnas search --device jetson-orin,host --out runs/fleet --resume" in ok(["search", "--help"])
+    text = ok(["export", "--help"])
+    assert "dynnas export runs/fleet" in text and "--device raspberry-pi-5" in text

@@ -96,3 +96,18 @@ def test_bad_objectives_and_constraints(sn, tmp_path, extra, device, match):
     out = tmp_path / "bad"
     fails_cleanly(search(sn, out, *extra, device=device), match)
     assert not out.exists()
+
+
+def test_resume_checks_objectives_and_constraints(sn, tmp_path):
+    """--resume of a run made with other objectives or constraints names the differing setting, and the
+    recorded command reproduces them."""
+    out = tmp_path / "run"
+    ok(search(sn, out, "--objectives", "accuracy,latency,memory", "--algorithm", "random", "--max-energy", "50"))
+    run = load_run(out)
+    assert run.settings.objectives == ("accuracy", "latency", "memory")
+    command = run.settings.command()
+    assert "--objectives accuracy,latency,memory" in command and "--max-energy 50" in command
+    fails_cleanly(search(sn, out, "--algorithm", "random", "--max-energy", "50", "--resume"),
+                  "objectives=('accuracy', 'latency', 'memory') but this command has objectives=None")
+    fails_cleanly(search(sn, out, "--objectives", "accuracy,latency,memory", "--algorithm", "random",
+                         "--max-energy", "40", "--resume"), "max_energy_mj=50.0 but this command has max_energy_mj=40.0")

@@ -241,6 +241,7 @@ def export_subnets(run_dir: Path, top_k: int = 5, *, supernet_path: Path | None 
         if searched.subnet_id(sub) != str(sid):
             raise CheckpointMismatchError(f"pareto.csv gives subnet_id {sid} for '{searched.format(sub)}' but this "
                                           f"supernet's space gives {searched.subnet_id(sub)}; pass the run's supernet.")
+    named = subs  # as the run searched them: arch.json names each by its arch and subnet_id in pareto.csv
     subs = [dataclasses.replace(s, exits=(0,) * len(space.exit_positions)) if len(s.exits) != len(space.exit_positions)
             else s for s in subs]
     target = picks["latency_ms"].to_numpy(dtype=np.float64)
@@ -260,14 +261,16 @@ def export_subnets(run_dir: Path, top_k: int = 5, *, supernet_path: Path | None 
     root = run_dir / SUBNETS_DIR
     root.mkdir(parents=True, exist_ok=True)
     out = []
-    for i, (sub, row) in enumerate(zip(subs, picks.itertuples(index=False), strict=True)):
-        arch = space.format(sub)
+    for i, (sub, as_searched, row) in enumerate(zip(subs, named, picks.itertuples(index=False), strict=True)):
+        arch = searched.format(as_searched)
         if progress is not None:
             progress(i, len(subs), arch)
         main, scout_sub = space.without_cascade(sub), space.scout(sub)
         model = subnet_model(supernet, main, data, bn, seed=seed)
         scout = subnet_model(supernet, scout_sub, data, bn, seed=seed) if scout_sub is not None else None
         record = arch_record(supernet, meta, path, digest, sub, model, bn, space=space)
+        if searched.exit_positions != space.exit_positions:  # an --exits off run: its names, not the supernet's
+            record.update(arch=arch, subnet_id=searched.subnet_id(as_searched), space=searched.to_dict())
         dynamic = any(sub.exits) or scout is not None
         tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{record['subnet_id']}."))
         tmp.chmod(0o755)  # mkdtemp makes it private; the final folder should read like the run folder

@@ -68,11 +68,16 @@ def test_worst_latency_constraint_is_respected(sn, tmp_path, exit_run):
 
 def test_exits_off_searches_widths_only(sn, tmp_path):
     out = tmp_path / "static"
-    ok(search(sn, out, "--top", "0", "--algorithm", "random", "--exits", "off"))
+    ok(search(sn, out, "--top", "1", "--algorithm", "random", "--exits", "off"))
     run = json.loads((out / "run.json").read_text())
     ev = pd.read_csv(out / "evaluations.csv", dtype={"arch": str})
     assert not run["exits"]["searched"] and not ev["arch"].str.contains("_x").any()
     assert np.allclose(ev["latency_ms"], ev["worst_latency_ms"])
+    front = pd.read_csv(out / "pareto.csv", dtype={"arch": str, "subnet_id": str})
+    (exported,) = sorted((out / "subnets").iterdir())  # named as the searched space names it, as in pareto.csv
+    arch = json.loads((exported / "arch.json").read_text())
+    assert exported.name == arch["subnet_id"] and "_x" not in arch["arch"]
+    assert (arch["arch"], arch["subnet_id"]) in set(zip(front["arch"], front["subnet_id"], strict=True))
 
 
 @pytest.fixture(scope="module")

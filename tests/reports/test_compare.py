@@ -101,3 +101,29 @@ def test_the_report_of_several_seeds_compares_the_algorithms(seed_runs, tmp_path
         check = check_report(out)
         assert check.ok, (check.errors, check.requests)
         assert [i["alt"] for i in check.images] == ["Pareto fronts", "hypervolume", "hypervolume over seeds"]
+
+
+def test_seeds_of_a_three_objective_search_compare_in_3d(sn, tmp_path):
+    """Two seeds of an accuracy, latency, memory search: one group, curves in the 3-D union box equal to
+    nas.pareto's 3-D hypervolume, and the report of both builds."""
+    runs = []
+    for seed in (0, 1):
+        d = tmp_path / f"mem-seed{seed}"
+        ok(["search", "--device", "jetson-orin", "--supernet", str(sn), "--bn", "switchable", "--accuracy-samples",
+            "32", "--budget", str(BUDGET), "--top", "0", "--algorithm", "random", "--exits", "off",
+            "--objectives", "accuracy,latency,memory", "--seed", str(seed), "--out", str(d)])
+        runs.append(d)
+    views = [load_view(d) for d in runs]
+    (group,) = seed_groups(views)
+    b = group.box
+    assert b.model_extra["third"] == "memory_bytes" and len(b.normalised_reference) == 3
+    box = HVBox(b.ideal.accuracy, b.nadir.accuracy, b.ideal.latency_ms, b.nadir.latency_ms, "memory_bytes",
+                b.ideal.memory_bytes, b.nadir.memory_bytes)
+    for v in views:
+        ev = v.evaluations[v.evaluations["feasible"]]
+        F = np.column_stack([-ev["accuracy"], ev["latency_ms"], ev["memory_bytes"]]).astype(float)
+        final = group.curves[group.curves["run"] == v.title].sort_values("n_evals")["hypervolume"].iloc[-1]
+        assert final == pytest.approx(nas_hypervolume(F, box), rel=1e-9) and final > 0
+    out = tmp_path / "mem.html"
+    ok(["report", *map(str, runs), "--out", str(out)])
+    assert html.escape(group.ranking()) in out.read_text()

@@ -88,3 +88,25 @@ def test_a_three_objective_box_is_cut_to_accuracy_and_latency():
     assert cut.normalised_reference == (1.1, 1.1) and accuracy_latency_box(ref2) is ref2
     F = np.array([[-0.7, 1.5], [-0.75, 1.8]])
     assert hypervolume(F, cut) == pytest.approx(hypervolume(F, ref2), rel=1e-12)
+
+
+def test_three_objective_hypervolume_matches_the_search():
+    """The report's 3-D hypervolume equals nas.pareto's (pymoo) on the same box, and the union of two 3-D boxes
+    keeps the third axis."""
+    from nas.pareto import hypervolume as search_hv
+    from reports.fronts import third_objective
+
+    rng = np.random.default_rng(0)
+    box = HVBox.from_points(np.array([0.6, 0.8]), np.array([1.0, 2.0]), third=np.array([3.0, 5.0]),
+                            third_name="memory_bytes")
+    ref = HVReference.model_validate(box.to_dict())
+    assert third_objective(ref) == "memory_bytes"
+    F = np.column_stack([-rng.uniform(0.55, 0.85, 40), rng.uniform(0.9, 2.3, 40), rng.uniform(2.5, 5.5, 40)])
+    assert hypervolume(F, ref) == pytest.approx(search_hv(F, box), rel=1e-12)
+    assert hypervolume(F, ref) > 0 and hypervolume(F[:1], ref) < hypervolume(F, ref)
+    wider = HVReference.model_validate(HVBox(0.8, 0.6, 1.0, 2.0, "memory_bytes", 2.0, 6.0).to_dict())
+    u = union_box([ref, wider])
+    assert (u.ideal.memory_bytes, u.nadir.memory_bytes) == (2.0, 6.0) and third_objective(u) == "memory_bytes"
+    assert u.same_box(wider) and not u.same_box(ref)
+    assert hypervolume(F, u) == pytest.approx(search_hv(F, HVBox(0.8, 0.6, 1.0, 2.0, "memory_bytes", 2.0, 6.0)),
+                                              rel=1e-12)

@@ -7,11 +7,8 @@ runs on a target board where only an inference runtime is installed; bring the Y
 
 from __future__ import annotations
 
-import builtins
-import importlib.util
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Annotated, Any
 
 import typer
@@ -66,40 +63,15 @@ def profile(
 
 
 def reference_graph_builder() -> Callable[[str], Any]:
-    """``name -> ONNX model`` of a reference model at its resolution, batch 1, from ``predictors.reference_graphs``.
-
-    The module is loaded from its file, not through ``import predictors.…``: the ``predictors`` package's
-    ``__init__`` imports the torch-based predictors, and this command must run where only onnxruntime is
-    installed. Its imports of other ``predictors`` modules are refused with an ``ImportError`` (those import
-    torch), so a reference model whose builder needs one is skipped by the measurement, on every machine alike.
-    """
-    module = _torch_free_reference_graphs()
+    """``name -> ONNX model`` of a reference model at its resolution, batch 1, from ``predictors.reference_graphs``
+    (which, like the ``predictors`` package's lazy ``__init__``, imports no torch: this command runs where only
+    onnxruntime is installed)."""
+    from predictors.reference_graphs import reference_graph
 
     def build(name: str) -> Any:
-        return module.reference_graph(name, batch=1, weights="shape-only")  # weights are filled in by the timing
+        return reference_graph(name, batch=1, weights="shape-only")  # weights are filled in by the timing
 
     return build
-
-
-def _torch_free_reference_graphs() -> ModuleType:
-    spec = importlib.util.find_spec("predictors")  # locates the package without running its __init__
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError("the dynnas package 'predictors' is not installed")
-    path = Path(next(iter(spec.submodule_search_locations))) / "reference_graphs.py"
-    file_spec = importlib.util.spec_from_file_location("dynnas_profile_reference_graphs", path)
-    if file_spec is None or file_spec.loader is None:
-        raise ImportError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(file_spec)
-
-    def guarded_import(name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0) -> Any:
-        if level == 0 and (name == "predictors" or name.startswith("predictors.")):
-            raise ImportError(f"{name} imports torch (via the predictors package), which dynnas profile does not use")
-        return builtins.__import__(name, globals, locals, fromlist, level)
-
-    # Only this private module object sees the guard; nothing global changes.
-    module.__dict__["__builtins__"] = {**vars(builtins), "__import__": guarded_import}
-    file_spec.loader.exec_module(module)
-    return module
 
 
 class _Progress:

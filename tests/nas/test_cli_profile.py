@@ -72,7 +72,7 @@ def test_profile_path_needs_no_torch(tmp_path: Path) -> None:
             "from nas.cli import app\n"
             f"try:\n    app(['profile', '--out', {str(out)!r}, '--quick', '--threads', '1'])\n"
             "except SystemExit as e:\n    assert e.code == 0, e.code\n"
-            "assert 'predictors' not in sys.modules and 'sklearn' not in sys.modules\n")
+            "assert sys.modules['torch'] is None and 'sklearn' not in sys.modules\n")
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
                          env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "COLUMNS": "200"})
     assert res.returncode == 0, res.stderr[-2000:]
@@ -81,14 +81,22 @@ def test_profile_path_needs_no_torch(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-c", imports], cwd=ROOT, check=True, timeout=120)
 
 
-def test_reference_builder_refuses_the_torch_based_modules() -> None:
-    from nas.cmd_profile import reference_graph_builder
-
-    build = reference_graph_builder()
-    model = build("mobilenet_v2")
-    assert model.graph.input[0].type.tensor_type.shape.dim[2].dim_value == 224
-    with pytest.raises(ImportError, match="imports torch"):
-        build("mobilenet_v3_large")  # its builder imports predictors.kernels
+def test_every_reference_model_builds_without_torch() -> None:
+    """The profile's reference graphs (predictors.reference_graphs, through the lazy predictors package) import
+    no torch and no scikit-learn, so a board with only onnxruntime measures all of them."""
+    names = "['efficientnet_lite0', 'mobilenet_v1', 'mobilenet_v2', 'mobilenet_v3_large', 'resnet18', 'resnet50', " \
+            "'ssd_mobilenet_v1', 'vit_b16']"
+    code = ("import sys\nsys.modules['torch'] = None\n"
+            "from nas.cmd_profile import reference_graph_builder\n"
+            "from predictors.reference_graphs import reference_graph_names\n"
+            f"assert reference_graph_names() == {names}, reference_graph_names()\n"
+            "build = reference_graph_builder()\n"
+            "dims = {n: build(n).graph.input[0].type.tensor_type.shape.dim[2].dim_value for n in reference_graph_names()}\n"
+            "assert dims['mobilenet_v2'] == 224 and dims['vit_b16'] == 224, dims\n"
+            "assert sys.modules['torch'] is None and 'sklearn' not in sys.modules\n")
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                         env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+    assert res.returncode == 0, res.stderr[-2000:]
 
 
 def _nothing_in(folder: Path) -> None:

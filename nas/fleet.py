@@ -23,14 +23,9 @@ from typing import Any
 
 from nas.device_search import SearchOptions
 from nas.targets import Target
+from reports.run_folder import FLEET_PARTIAL_FILE, FLEET_PARTIAL_FORMAT
 
-__all__ = ["FLEET_PARTIAL_FILE", "FleetDevices", "check_resume_devices", "fleet_device_runs", "recorded_devices",
-           "search_fleet"]
-
-# In the staging folder of a fleet search (never in a finished run): the device keys it searches, so
-# that --resume of an interrupted session can check them. (A candidate for reports.run_folder's contract.)
-FLEET_PARTIAL_FILE = "fleet.partial.json"
-FLEET_PARTIAL_FORMAT = "dynnas-fleet-partial"
+__all__ = ["FleetDevices", "check_resume_devices", "fleet_device_runs", "recorded_devices", "search_fleet"]
 
 
 def _key(device: str, power_mode: str | None) -> str:
@@ -216,14 +211,13 @@ def search_fleet(targets: list[Target], budgets: dict[str, float | None], opts: 
 
 
 def fleet_command(targets: list[Target], budgets: dict[str, float | None], out: Path, opts: SearchOptions) -> str:
-    """A ``dynnas search`` command line that reproduces the fleet run (recorded in fleet.json)."""
-    parts = ["dynnas search", f"--device {','.join(t.key for t in targets)}"]
-    given = [f"{k}={v:g}" for k, v in budgets.items() if v is not None]
-    if given:
-        parts.append(f"--latency-budget {','.join(given)}")
-    parts += [f"--algorithm {','.join(opts.algorithms)}", f"--budget {opts.budget}",
-              f"--top {opts.top}", f"--bn {opts.bn}", f"--seed {opts.seed}", f"--out {out}"]
-    return " ".join(parts)
+    """A ``dynnas search`` command line that reproduces the fleet run (recorded in fleet.json): every
+    shared option as one device's settings record it, with the device list and per-device budgets."""
+    from nas.device_search import device_settings
+
+    given = ",".join(f"{k}={v:g}" for k, v in budgets.items() if v is not None)
+    return device_settings(targets[0], None, opts, out).command(
+        device=",".join(t.key for t in targets), latency_budget=given, out=str(out))
 
 
 def deployment_rich(table: Any, out: Path) -> Any:

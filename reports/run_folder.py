@@ -72,6 +72,10 @@ REPORT_FILE = "report.html"
 SUBNETS_DIR = "subnets"
 PARTIAL_FILE = "partial.json"  # only in a staging folder: settings + finished algorithms
 FLEET_FILE = "fleet.json"  # only in a run over several devices
+# Only in the staging folder of a search over several devices: the device keys it searches, so that
+# --resume of an interrupted session can check them.
+FLEET_PARTIAL_FILE = "fleet.partial.json"
+FLEET_PARTIAL_FORMAT = "dynnas-fleet-partial"
 FLEET_FORMAT = "dynnas-fleet-run"
 FLEET_FORMAT_VERSION = 1
 DEVICES_DIR = "devices"  # devices/<device>/: one single-device run folder per device
@@ -151,16 +155,21 @@ class SearchSettings(_Record):
                 out.pop(key, None)
         return out
 
-    def command(self) -> str:
-        """A ``dynnas search`` command line that reproduces these settings."""
-        device = f"{self.device}:{self.power_mode}" if self.power_mode else self.device
+    def command(self, *, device: str | None = None, latency_budget: str | None = None,
+                out: str | None = None) -> str:
+        """A ``dynnas search`` command line that reproduces these settings (``device``, ``latency_budget``
+        and ``out`` replace this device's, as the command of a search over several devices needs)."""
+        if device is None:
+            device = f"{self.device}:{self.power_mode}" if self.power_mode else self.device
+        if latency_budget is None and self.latency_budget_ms is not None:
+            latency_budget = f"{self.latency_budget_ms:g}"
         parts = ["dynnas search", f"--device {device}", f"--supernet {self.supernet}",
                  f"--algorithm {','.join(self.algorithms)}", f"--budget {self.budget}"]
-        if self.latency_budget_ms is not None:
-            parts.append(f"--latency-budget {self.latency_budget_ms:g}")
+        if latency_budget:
+            parts.append(f"--latency-budget {latency_budget}")
         parts += [f"--top {self.top_k}", f"--bn {self.bn}", f"--seed {self.seed}",
                   f"--accuracy-samples {self.accuracy_samples}", f"--device-type {self.device_type}",
-                  f"--out {self.out}"]
+                  f"--out {self.out if out is None else out}"]
         if self.dataset is not None:
             parts.append(f"--dataset {self.dataset}")
         if self.exits != "auto":
@@ -247,8 +256,12 @@ class HVReference(_Record):
     transform: str = ""
 
     def same_box(self, other: HVReference, rel: float = 1e-9) -> bool:
-        a = (self.ideal.accuracy, self.ideal.latency_ms, self.nadir.accuracy, self.nadir.latency_ms)
-        b = (other.ideal.accuracy, other.ideal.latency_ms, other.nadir.accuracy, other.nadir.latency_ms)
+        third = (self.model_extra or {}).get("third")
+        if third != (other.model_extra or {}).get("third"):
+            return False
+        keys = ("accuracy", "latency_ms", *([third] if third else []))
+        a = [float(getattr(c, k)) for c in (self.ideal, self.nadir) for k in keys]
+        b = [float(getattr(c, k)) for c in (other.ideal, other.nadir) for k in keys]
         return bool(np.allclose(a, b, rtol=rel, atol=0.0)) and self.normalised_reference == other.normalised_reference
 
 
@@ -711,7 +724,7 @@ def jsonable(obj: Any) -> Any:
 
 
 __all__ = [
-    "ARCH_FILE", "DEPLOYMENT_COLUMNS", "DEPLOYMENT_FILE", "DEVICES_DIR", "FLEET_FILE", "FleetDevice", "FleetRecord",
+    "ARCH_FILE", "DEPLOYMENT_COLUMNS", "DEPLOYMENT_FILE", "DEVICES_DIR", "FLEET_FILE", "FLEET_PARTIAL_FILE", "FLEET_PARTIAL_FORMAT", "FleetDevice", "FleetRecord",
     "device_runs", "is_fleet", "load_fleet", "read_deployment", "save_fleet", "EVALUATIONS_FILE", "EVAL_COLUMNS", "HISTORY_COLUMNS", "HISTORY_FILE", "PARETO_COLUMNS",
     "PARETO_FILE", "PARTIAL_FILE", "RESUME_KEYS", "RUN_FILE", "RUN_FORMAT", "RUN_FORMAT_VERSION", "SUBNETS_DIR",
     "SUBNET_FORMAT", "SUBNET_FORMAT_VERSION", "VERIFY_FILE", "AlgorithmSummary", "ArchRecord", "ExportedSubnet",

@@ -46,6 +46,9 @@ def test_fleet_folder_holds_one_run_per_device(fleet):
     rec = load_fleet(fleet)
     assert [d.device for d in rec.devices] == ["jetson-orin", "raspberry-pi-5"]
     assert [d.latency_budget_ms for d in rec.devices] == [None, 20.0]
+    for part in (f"--device {DEVICES}", "--latency-budget raspberry-pi-5=20", "--bn switchable",
+                 "--accuracy-samples 32", "--algorithm nsga2,random", "--budget 12", f"--out {fleet}"):
+        assert part in rec.command, part  # the recorded command reproduces the run
     runs = device_runs(fleet)
     assert runs == [fleet / "devices" / "jetson-orin", fleet / "devices" / "raspberry-pi-5"]
     for d, name in zip(runs, ("jetson-orin", "raspberry-pi-5"), strict=True):

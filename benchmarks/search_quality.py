@@ -179,7 +179,7 @@ def exact_front_2d(problem: Any, *, limit: int, seconds: float, chunk: int = 50_
     if chunk < 1 or probe < 1:
         raise ConfigError(f"chunk and probe must be >= 1 encoding, but got {chunk=} and {probe=}.")
     space = problem.space
-    fast = dataclasses.replace(problem, macs=lambda _s: 0)  # same F and G, no MACs
+    fast = dataclasses.replace(problem, macs=lambda subs: np.zeros(len(subs), dtype=np.int64))  # same F and G
     total = math.prod(space.cardinalities)  # encodings; above space.size when token schedules are repaired
     info: dict[str, Any] = {"method": "enumeration in chunks, running 2-D non-dominated set", "size": space.size,
                             "encodings": total, "limit": limit, "seconds_limit": seconds, "chunk": chunk,

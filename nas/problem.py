@@ -30,6 +30,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from nas.pareto import HVBox
+from supernet.cost import MacsTable
 from supernet.errors import ConfigError, DynnasError
 from supernet.space import SearchSpace, SubnetConfig
 
@@ -224,13 +225,14 @@ class Evaluation:
 class SearchProblem:
     """Space + predictors + objectives + optional latency budget; evaluation is a batch call.
 
-    ``macs`` maps a subnet to its multiply-accumulates (reported, not optimised).
+    ``macs`` maps a batch of subnets (in ``full_space`` when it is given) to their multiply-accumulates
+    (reported, not optimised), e.g. :class:`supernet.cost.MacsTable`.
     """
 
     space: SearchSpace
     accuracy: AccuracyModel
     latency: LatencyModel
-    macs: Callable[[SubnetConfig], int]
+    macs: Callable[[Sequence[SubnetConfig]], np.ndarray]
     latency_budget_ms: float | None = None
     max_worst_latency_ms: float | None = None
     objectives: tuple[Objective, ...] = OBJECTIVES
@@ -292,7 +294,13 @@ class SearchProblem:
                               np.zeros((0, 1)), self.max_worst_latency_ms, empty if "energy_mj" in ex else None,
                               empty if "memory_bytes" in ex else None, self.third, self.max_energy_mj,
                               self.max_memory_bytes)
-        acc = np.asarray(self.accuracy.predict(subs), dtype=np.float64).reshape(-1)
+        both = getattr(self.accuracy, "predict_with_static", None)
+        if both is not None:  # the static prediction once, not again below
+            acc, static = (np.asarray(a, dtype=np.float64).reshape(-1) for a in both(subs))
+        else:
+            acc = np.asarray(self.accuracy.predict(subs), dtype=np.float64).reshape(-1)
+            static_fn = getattr(self.accuracy, "predict_static", None)
+            static = np.asarray(static_fn(subs), dtype=np.float64) if static_fn is not None else acc
         if hasattr(self.accuracy, "predict_exit_rates"):
             per_exit = exit_latencies(self.latency, subs)
         else:  # an accuracy model that knows no exits: the static network, no head evaluated
@@ -303,18 +311,16 @@ class SearchProblem:
                               f"predictor {per_exit.shape[1]} exit latencies; they were built for different spaces.")
         lat = (rates * per_exit).sum(axis=1)
         worst = per_exit[:, -1]
-        static_fn = getattr(self.accuracy, "predict_static", None)
-        static = np.asarray(static_fn(subs), dtype=np.float64) if static_fn is not None else acc
         if acc.shape != (len(subs),) or lat.shape != (len(subs),):
             raise ConfigError(f"predictors returned {acc.shape} accuracies and {lat.shape} latencies for "
                               f"{len(subs)} subnets; a predictor is broken.")
         if not (np.all(np.isfinite(acc)) and np.all(np.isfinite(lat)) and np.all(np.isfinite(rates))):
             raise ConfigError("a predictor returned NaN or infinite values; rebuild its cache "
                               "(delete it) or check the supernet.")
-        macs = np.asarray([int(self.macs(s)) for s in subs], dtype=np.int64)
+        full = [_full(s, self.full_space) for s in subs] if self.full_space is not None else list(subs)
+        macs = np.asarray(self.macs(full), dtype=np.int64).reshape(len(subs))
         extra = self.extra_columns
         energy = memory = None
-        full = [_full(s, self.full_space) for s in subs] if self.full_space is not None else list(subs)
         if "energy_mj" in extra:
             if self.energy.method == "power_x_latency":  # linear in t: P x sum_i p_i L_i
                 energy = np.asarray(self.energy.predict_mj(lat), dtype=np.float64)
@@ -463,7 +469,7 @@ def setup_problem(supernet_file: Path, model: Any, meta: dict[str, Any], profile
                             max_worst_latency_ms=max_worst_latency_ms, objectives=tuple(objectives), energy=energy,
                             memory=memory, full_space=model.space, max_memory_bytes=max_memory_bytes,
                             max_energy_mj=max_energy_mj,
-                            macs=lambda s: int(sum(layer["macs"] for layer in model.layers(_full(s, model.space)))))
+                            macs=MacsTable(model.config))
     return ProblemSetup(problem=problem, accuracy_data=acc_data, data_note=data_note, shared=shared)
 
 
@@ -526,6 +532,6 @@ class _NoExits:
         return self.inner.predict_ms(self._subs(subnets))
 
     def __getattr__(self, name: str) -> Any:
-        if name in ("predict_exit_ms", "predict_exit_rates", "predict_static"):
+        if name in ("predict_exit_ms", "predict_exit_rates", "predict_static", "predict_with_static"):
             raise AttributeError(name)  # one column, the static network
         return getattr(self.inner, name)

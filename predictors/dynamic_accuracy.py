@@ -168,7 +168,17 @@ class DynamicAccuracyPredictor:
         return rates
 
     def _dynamic(self, subnets: Sequence[SubnetConfig]) -> np.ndarray:
+        return self.predict_with_static(subnets)[0]
+
+    def predict_with_static(self, subnets: Sequence[SubnetConfig]) -> tuple[np.ndarray, np.ndarray]:
+        """``(dynamic, static)`` accuracy of each subnet, the static part predicted once (what the search
+        reports for every candidate)."""
+        if len(subnets) == 0:
+            return np.zeros(0), np.zeros(0)
         static = self.predict_static(subnets)
+        return self._with_drop(subnets, static), static
+
+    def _with_drop(self, subnets: Sequence[SubnetConfig], static: np.ndarray) -> np.ndarray:
         if self.drop_model is None:
             return static
         any_on = np.array([any(s.exits) or s.cascade > 0 for s in subnets], dtype=bool)

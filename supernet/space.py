@@ -35,7 +35,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -292,6 +292,32 @@ class SearchSpace:
         self.validate(cfg)
         tail = ((cfg.method,) if self.token_methods else ()) + ((cfg.cascade,) if self.n_cascade else ())
         return np.asarray(cfg.widths + cfg.heads + cfg.exits + cfg.tokens + tail, dtype=np.int64)
+
+    def encode_many(self, cfgs: Sequence[SubnetConfig]) -> np.ndarray:
+        """``(n, len(cardinalities))`` encodings of many configs, validated at once (as :meth:`encode`, row by
+        row; a bad config raises :meth:`validate`'s error for it)."""
+        k = len(self.cardinalities)
+        if not len(cfgs):
+            return np.zeros((0, k), dtype=np.int64)
+        method, cascade = bool(self.token_methods), bool(self.n_cascade)
+        rows = [c.widths + c.heads + c.exits + c.tokens + ((c.method,) if method else ()) +
+                ((c.cascade,) if cascade else ()) for c in cfgs]
+        lengths = {len(r) for r in rows}
+        if lengths == {k}:
+            enc = np.asarray(rows, dtype=np.int64)
+            ok = np.all((enc >= 0) & (enc < np.asarray(self.cardinalities)), axis=1)
+            if self.n_token_positions > 1:
+                a = self.gene_names.index("t0")
+                ok &= np.all(np.diff(enc[:, a:a + self.n_token_positions], axis=1) <= 0, axis=1)
+            # the fields' lengths must match too (a short widths with a long heads has the right total)
+            n_heads = self.n_blocks if self.head_choices else 0
+            if ok.all() and all(len(c.widths) == self.n_blocks and len(c.heads) == n_heads
+                                and len(c.exits) == len(self.exit_positions) and len(c.tokens) == self.n_token_positions
+                                and (method or c.method == 0) and (cascade or c.cascade == 0) for c in cfgs):
+                return enc
+        for c in cfgs:  # the slow path names the first bad config exactly as validate does
+            self.validate(c)
+        return np.asarray(rows, dtype=np.int64)
 
     def decode(self, vector: np.ndarray | list[int]) -> SubnetConfig:
         """Integer vector → config (rounds, repairs the token schedule, validates).

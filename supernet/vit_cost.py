@@ -116,15 +116,48 @@ def vit_cost_terms(config: Any) -> CostTerms:
     return _index(config).terms
 
 
-def vit_term_choices(config: Any, subnets: Sequence[SubnetConfig]) -> np.ndarray:
-    """``(n, 3 * depth)`` variant of each term for each subnet."""
+@dataclasses.dataclass(frozen=True)
+class _Gather:
+    """:class:`_Index` as arrays: a plan number per (tokens, method) and, per plan and block, the variant of
+    each elastic level, so the choices of many subnets are three gathers."""
+
+    plan_ids: dict[tuple[tuple[int, ...], int], int]
+    attn: np.ndarray  # (plans, depth, levels): variant of the attention term at that heads level
+    reduce: np.ndarray  # (plans, depth)
+    mlp: np.ndarray  # (plans, depth, levels): variant of the MLP term at that width level
+
+
+@functools.lru_cache(maxsize=16)
+def _gather(config: Any) -> _Gather:
     idx = _index(config)
+    depth, levels = config.depth, len(config.space().width_choices)
+    keys = list(idx.plans)
+    attn = np.full((len(keys), depth, levels), -1, dtype=np.int64)
+    mlp = np.full((len(keys), depth, levels), -1, dtype=np.int64)
+    reduce = np.empty((len(keys), depth), dtype=np.int64)
+    for k, key in enumerate(keys):
+        for i, (t_in, prop, kr, t_out) in enumerate(idx.plans[key]):
+            reduce[k, i] = idx.reduce[i][kr]
+            for j in range(levels):
+                attn[k, i, j] = idx.attn[i].get((j, t_in, prop), -1)
+                mlp[k, i, j] = idx.mlp[i].get((j, t_out), -1)
+    return _Gather({key: k for k, key in enumerate(keys)}, attn, reduce, mlp)
+
+
+def vit_term_choices(config: Any, subnets: Sequence[SubnetConfig]) -> np.ndarray:
+    """``(n, 3 * depth)`` variant of each term for each subnet (attention, reduction, MLP of every block)."""
+    g = _gather(config)
+    depth = config.depth
+    out = np.empty((len(subnets), 3 * depth), dtype=np.int64)
+    if not len(subnets):
+        return out
     full = len(config.token_choices) - 1 if config.token_blocks else 0
-    out = np.empty((len(subnets), 3 * config.depth), dtype=np.int64)
-    for n, s in enumerate(subnets):
-        method = s.method if any(t != full for t in s.tokens) else 0
-        for i, (t_in, prop, kr, t_out) in enumerate(idx.plans[(s.tokens, method)]):
-            out[n, 3 * i] = idx.attn[i][(s.heads[i], t_in, prop)]
-            out[n, 3 * i + 1] = idx.reduce[i][kr]
-            out[n, 3 * i + 2] = idx.mlp[i][(s.widths[i], t_out)]
+    plan = np.asarray([g.plan_ids[(s.tokens, s.method if any(t != full for t in s.tokens) else 0)] for s in subnets],
+                      dtype=np.int64)
+    heads = np.asarray([s.heads for s in subnets], dtype=np.int64).reshape(len(subnets), depth)
+    widths = np.asarray([s.widths for s in subnets], dtype=np.int64).reshape(len(subnets), depth)
+    blocks = np.arange(depth)[None, :]
+    out[:, 0::3] = g.attn[plan[:, None], blocks, heads]
+    out[:, 1::3] = g.reduce[plan]
+    out[:, 2::3] = g.mlp[plan[:, None], blocks, widths]
     return out

@@ -35,7 +35,7 @@ def predictors_tiny(tmp_path_factory, tiny_supernet_path, digits):
 def make_problem(predictors_tiny, budget_ms: float | None = None) -> SearchProblem:
     model, acc, lat = predictors_tiny
     return SearchProblem(space=model.space, accuracy=acc, latency=lat, latency_budget_ms=budget_ms,
-                         macs=lambda s: count_macs(model.config, s))
+                         macs=lambda subs: [count_macs(model.config, s) for s in subs])
 
 
 def dominates(a: np.ndarray, b: np.ndarray) -> bool:

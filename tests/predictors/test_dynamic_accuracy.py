@@ -60,6 +60,8 @@ def test_dynamic_predictor(data_v2, tiny_supernet_path):
             if not bit:
                 assert r[e] == 0.0
     acc, st = dyn.predict(subs), dyn.predict_static(subs)
+    both = dyn.predict_with_static(subs)  # what the search calls: the same two, the static part once
+    assert both[0].tolist() == acc.tolist() and both[1].tolist() == st.tolist()
     assert np.all(acc <= st + 1e-12) and np.all(st - acc <= 0.05 + 1e-12)
     off = [dataclasses.replace(s, exits=(0, 0)) for s in subs]
     assert np.allclose(dyn.predict(off), dyn.predict_static(off))  # no exit: no drop

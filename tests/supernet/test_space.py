@@ -51,6 +51,27 @@ def test_encode_decode_and_string_round_trip(sv):
     assert space.subnet_id(space.parse(text)) == space.subnet_id(cfg)
 
 
+@given(space_and_vector())
+@settings(max_examples=100, deadline=None)
+def test_encode_many_equals_encode_row_by_row(sv):
+    space, vec = sv
+    cfgs = [space.decode(vec), space.smallest(), space.largest()]
+    assert space.encode_many(cfgs).tolist() == [space.encode(c).tolist() for c in cfgs]
+    assert space.encode_many([]).shape == (0, len(space.cardinalities))
+
+
+@pytest.mark.parametrize("bad, match", [
+    (SubnetConfig((0, 0, 9), (0,), (2, 2, 2), heads=(0, 0, 0)), r"`widths\[2\]` must be a choice index"),
+    (SubnetConfig((0, 0, 0), (0,), (0, 2, 2), heads=(0, 0, 0)), "non-increasing share"),
+    (SubnetConfig((0, 0), (0,), (2, 2, 2), heads=(0, 0, 0, 0)), "`widths` must have 3 entries"),
+    (SubnetConfig((0, 0, 0), (0,), (2, 2, 2), heads=(0, 0, 0), cascade=1), r"`cascade` must be in \[0, 0\]"),
+])
+def test_encode_many_rejects_what_validate_rejects(bad, match):
+    good = VIT.largest()
+    with pytest.raises(ConfigError, match=match):
+        VIT.encode_many([good, bad])
+
+
 @given(st.sampled_from(SPACES))
 def test_space_json_round_trip(space):
     again = SearchSpace.from_json(space.to_json())

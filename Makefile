@@ -24,7 +24,7 @@ lint: setup
 	$(BIN)/ruff check nas reports supernet predictors hw_profiles tests benchmarks
 
 demo: setup
-	$(BIN)/dynnas search --device jetson-orin,raspberry-pi-5 --seed $(SEED) --top 3 --overwrite --out runs/demo
+	$(BIN)/dynnas search --device jetson-orin,raspberry-pi-5 --seed $(SEED) --top 2 --overwrite --out runs/demo
 
 # Reproduces the shipped default supernet (see README: "The shipped default"): progressive shrinking,
 # then the exit heads with joint fine-tuning, then the predictor data (with two width-cascade scouts) and the

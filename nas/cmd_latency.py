@@ -55,8 +55,8 @@ def latency(
     from predictors.onnx_graph import graph_kernels
     from predictors.reference_graphs import reference_graph
     from predictors.roofline import BYTES_PER_ELEMENT
-    from supernet.checkpoint import atomic_write
     from supernet.errors import ConfigError
+    from supernet.files import atomic_write
 
     if (onnx_file is None) == (model is None):
         raise ConfigError("give exactly one of an ONNX file or --model NAME, e.g. `dynnas latency --model resnet50`.")

@@ -57,8 +57,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from supernet.checkpoint import read_json, write_json
 from supernet.errors import CheckpointError, CheckpointMismatchError
+from supernet.files import read_json, write_json
 
 # ---- names -----------------------------------------------------------------------------------
 RUN_FORMAT = "dynnas-search-run"
@@ -623,7 +623,7 @@ def exported_subnets(run_dir: Path | str, run: RunRecord) -> list[ExportedSubnet
 
 def resolve_run_supernet(run_dir: Path, run: RunRecord, override: Path | None) -> tuple[Any, dict[str, Any], Path, str]:
     """The run's supernet ``(model, meta, path, sha256)``; its sha256 must match the one in run.json."""
-    from supernet.checkpoint import sha256
+    from supernet.files import sha256
     from supernet.pretrained import resolve_supernet
 
     path = override

@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 from pymoo.indicators.hv import HV
-from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
+
+from reports.fronts import non_dominated  # noqa: F401 - one implementation (pymoo), shared with the report
 
 MARGIN = 0.1  # reference point = nadir + 10 % of the box, in normalised units (1.1, 1.1)
 
@@ -107,18 +108,6 @@ class HVBox:
                        float(d["nadir"]["latency_ms"]), t, float(d["ideal"][t]), float(d["nadir"][t]))
         return cls(float(d["ideal"]["accuracy"]), float(d["nadir"]["accuracy"]), float(d["ideal"]["latency_ms"]),
                    float(d["nadir"]["latency_ms"]))
-
-
-def non_dominated(F: np.ndarray) -> np.ndarray:  # noqa: N803 - pymoo's name
-    """Indices of the non-dominated rows of ``F`` (minimised), sorted by the second objective.
-
-    Exact duplicates are all kept (none dominates the other); deduplicate by subnet first.
-    """
-    F = np.asarray(F, dtype=np.float64)
-    if len(F) == 0:
-        return np.zeros(0, dtype=np.int64)
-    idx = np.asarray(NonDominatedSorting().do(F, only_non_dominated_front=True), dtype=np.int64)
-    return idx[np.lexsort((F[idx, 0], F[idx, 1]))]
 
 
 def hypervolume(F: np.ndarray, box: HVBox) -> float:  # noqa: N803

@@ -30,7 +30,6 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from nas.pareto import HVBox
-from supernet.cost import MacsTable
 from supernet.errors import ConfigError, DynnasError
 from supernet.space import SearchSpace, SubnetConfig
 
@@ -226,7 +225,7 @@ class SearchProblem:
     """Space + predictors + objectives + optional latency budget; evaluation is a batch call.
 
     ``macs`` maps a batch of subnets (in ``full_space`` when it is given) to their multiply-accumulates
-    (reported, not optimised), e.g. :class:`supernet.cost.MacsTable`.
+    (reported, not optimised), e.g. :func:`predictors.units.macs_table`.
     """
 
     space: SearchSpace
@@ -427,6 +426,7 @@ def setup_problem(supernet_file: Path, model: Any, meta: dict[str, Any], profile
                           "image in it passes); add --exits off, or search at --batch 1.")
     from predictors import latency_predictor
     from predictors.cascade import CascadeLatency
+    from predictors.units import macs_table
 
     names = {o.name for o in objectives}
     energy = memory = None
@@ -469,7 +469,7 @@ def setup_problem(supernet_file: Path, model: Any, meta: dict[str, Any], profile
                             max_worst_latency_ms=max_worst_latency_ms, objectives=tuple(objectives), energy=energy,
                             memory=memory, full_space=model.space, max_memory_bytes=max_memory_bytes,
                             max_energy_mj=max_energy_mj,
-                            macs=MacsTable(model.config))
+                            macs=macs_table(model.config))
     return ProblemSetup(problem=problem, accuracy_data=acc_data, data_note=data_note, shared=shared)
 
 

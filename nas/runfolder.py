@@ -48,8 +48,8 @@ from reports.run_folder import (  # the contract, re-exported for the writers in
     read_table,
     save_run,
 )
-from supernet.checkpoint import atomic_write, write_json
 from supernet.errors import OutputError
+from supernet.files import atomic_write, remove_empty_dirs, write_json
 
 __all__ = ["commit", "deploy_choice", "deployment_table", "write_deployment", "PARETO_COLUMNS", "PARTIAL_FILE", "RUN_FILE", "RUN_FORMAT", "RUN_FORMAT_VERSION", "NoRunError",
            "RunRecord", "SearchSettings", "Staging", "check_out", "check_resumable", "combined_hypervolume", "default_out", "jsonable",
@@ -249,7 +249,7 @@ def check_out(out: Path, *, overwrite: bool, resume: bool, settings: SearchSetti
         raise OutputError(f"--out '{out}' cannot be created: {step} ({e.strerror or e}); pass --out to a writable "
                           "folder.") from None
     finally:
-        _rmdirs(missing)
+        remove_empty_dirs(missing)
 
 
 def _missing_parents(path: Path) -> tuple[list[Path], Path]:
@@ -259,15 +259,6 @@ def _missing_parents(path: Path) -> tuple[list[Path], Path]:
         missing.append(p)
         p = p.parent
     return missing, p
-
-
-def _rmdirs(folders: list[Path]) -> None:
-    """Remove ``folders`` (deepest first) where they are empty."""
-    for d in folders:
-        try:
-            d.rmdir()
-        except OSError:
-            pass
 
 
 def _remove(path: Path) -> None:
@@ -296,7 +287,7 @@ def staging(out: Path, settings: SearchSettings, *, overwrite: bool = False, res
         try:
             stage.path.mkdir(parents=True)
         except OSError as e:
-            _rmdirs(created)
+            remove_empty_dirs(created)
             raise OutputError(f"--out '{out}' cannot be created: cannot make '{stage.path}' ({e.strerror or e}); "
                               "pass --out to a writable folder.") from None
         try:
@@ -310,7 +301,7 @@ def staging(out: Path, settings: SearchSettings, *, overwrite: bool = False, res
             _write_partial(stage, stage.done)  # from now on an interrupt leaves a resumable staging folder
         except BaseException:
             shutil.rmtree(stage.path, ignore_errors=True)
-            _rmdirs(created)
+            remove_empty_dirs(created)
             raise
     try:
         yield stage
@@ -318,14 +309,14 @@ def staging(out: Path, settings: SearchSettings, *, overwrite: bool = False, res
         raise  # keep the staging folder: --resume continues from it
     except BaseException:
         shutil.rmtree(stage.path, ignore_errors=True)
-        _rmdirs(created)
+        remove_empty_dirs(created)
         raise
     try:
         (stage.path / PARTIAL_FILE).unlink(missing_ok=True)
         _commit(stage.path, out, stage.after_commit)
     except BaseException:
         shutil.rmtree(stage.path, ignore_errors=True)  # gone already unless the move itself failed
-        _rmdirs(created)
+        remove_empty_dirs(created)
         raise
 
 

@@ -37,7 +37,7 @@ from torch import nn
 from predictors.errors import CalibrationError, PredictorCacheError, check_header
 from predictors.exit_policy import calibrate, exit_scores, fit_temperature, get_criterion
 from predictors.metrics import kendall_tau, rmse
-from predictors.units import UnitTable, cache_root
+from predictors.units import UnitTable, cache_root, macs_table
 from supernet.checkpoint import read_json, sha256, write_json
 from supernet.cost import CostedConfig
 from supernet.data import ImageData
@@ -419,7 +419,7 @@ class AccuracyPredictor:
             cols += [scout, rel.reshape(-1, 1)]
         if self.arch_config is not None:
             if self._macs is None:
-                self._macs = UnitTable.build(self.arch_config, lambda ks: float(sum(k.macs for k in ks)))
+                self._macs = macs_table(self.arch_config)
             full = self._macs([space.largest()])[0]
             cols.append((self._macs(subnets) / full).reshape(-1, 1))
         return np.hstack(cols)

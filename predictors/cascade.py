@@ -45,12 +45,14 @@ class CascadeLatency:
         out = np.column_stack([plain[:, :1], plain]) if n else np.zeros((0, plain.shape[1] + 1))
         rows = [i for i, s in enumerate(subnets) if s.cascade]
         if rows:
-            # every scout is one of the n_cascade uniform subnets (space.scout): predict those once
-            kinds = np.asarray([subnets[i].cascade for i in rows], dtype=np.int64)
-            per_kind = np.asarray(self.inner.predict_ms([self.space.uniform(k - 1)
-                                                         for k in range(1, self.space.n_cascade + 1)]),
-                                  dtype=np.float64)
-            scout_ms = per_kind[kinds - 1] + float(getattr(self.inner, "decide_ms", 0.0))
+            first = {}  # a scout is one of n_cascade subnets: predict each distinct one once
+            for i in rows:
+                first.setdefault(subnets[i].cascade, i)
+            ms = np.asarray(self.inner.predict_ms([self.space.scout(subnets[i]) for i in first.values()]),
+                            dtype=np.float64)
+            per_kind = dict(zip(first, ms, strict=True))
+            scout_ms = np.asarray([per_kind[subnets[i].cascade] for i in rows]) + float(
+                getattr(self.inner, "decide_ms", 0.0))
             inside = np.asarray(self.inner.predict_exit_ms([mains[i] for i in rows], in_branch=True),
                                 dtype=np.float64).reshape(len(rows), -1)
             out[rows, 0] = scout_ms

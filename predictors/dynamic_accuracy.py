@@ -128,7 +128,7 @@ class DynamicAccuracyPredictor:
             rate_q[f"exit{e}"] = {"heldout_mae": model.quality["heldout_mae"], "model": model.model_name,
                                   "mean_rate": float(np.mean([v for _, v in sel]))}
         dyn_true = np.array([e["accuracy"] for _, e in rows])
-        dyn_pred = self._dynamic(subs)
+        dyn_pred = self.predict(subs)
         self.quality = {
             "max_drop": self.max_drop,
             "n_rows": len(rows),
@@ -167,9 +167,6 @@ class DynamicAccuracyPredictor:
         rates[:, -1] = 1.0 - rates[:, :-1].sum(axis=1)
         return rates
 
-    def _dynamic(self, subnets: Sequence[SubnetConfig]) -> np.ndarray:
-        return self.predict_with_static(subnets)[0]
-
     def predict_with_static(self, subnets: Sequence[SubnetConfig]) -> tuple[np.ndarray, np.ndarray]:
         """``(dynamic, static)`` accuracy of each subnet, the static part predicted once (what the search
         reports for every candidate)."""
@@ -190,9 +187,7 @@ class DynamicAccuracyPredictor:
 
     def predict(self, subnets: Sequence[SubnetConfig]) -> np.ndarray:
         """Dynamic accuracy: the static prediction minus the policy's predicted accuracy drop (≤ δ)."""
-        if len(subnets) == 0:
-            return np.zeros(0)
-        return self._dynamic(subnets)
+        return self.predict_with_static(subnets)[0]
 
     def describe(self) -> dict[str, Any]:
         d = self.static.describe()

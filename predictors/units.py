@@ -24,7 +24,7 @@ from supernet.cost import CostedConfig, check_costed, unit_of
 from supernet.errors import ConfigError
 from supernet.space import SubnetConfig
 
-__all__ = ["UnitTable", "arch_hash", "cache_root", "check_costed", "unit_key", "unit_of", "units"]
+__all__ = ["UnitTable", "arch_hash", "cache_root", "check_costed", "macs_table", "unit_key", "unit_of", "units"]
 
 
 def units(kernels: Sequence[Kernel]) -> dict[str, list[Kernel]]:
@@ -140,3 +140,9 @@ class UnitTable:
         else:
             leave = np.zeros((n, 0))
         return np.column_stack([leave, total + paid.sum(axis=1)])
+
+
+def macs_table(arch_config: CostedConfig) -> UnitTable:
+    """Static MACs per image of many subnets at once (one gather per cost term; equal to
+    :func:`supernet.cost.count_macs` subnet by subnet)."""
+    return UnitTable.build(arch_config, lambda ks: float(sum(k.macs for k in ks)))

@@ -23,7 +23,8 @@ def non_dominated(F: np.ndarray) -> np.ndarray:  # noqa: N803 - the usual name
     """Indices of the non-dominated rows of ``F`` (n × k, minimised), sorted by the second objective, then the
     first; exact duplicates are all kept (none dominates the other)."""
     F = np.asarray(F, dtype=np.float64)
-    F = F.reshape(-1, F.shape[-1] if F.ndim == 2 else 2)
+    if F.ndim != 2:  # a flat list of (-accuracy, latency) pairs
+        F = F.reshape(-1, 2)
     if len(F) == 0:
         return np.zeros(0, dtype=np.int64)
     idx = np.asarray(NonDominatedSorting().do(F, only_non_dominated_front=True), dtype=np.int64)

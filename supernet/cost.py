@@ -95,32 +95,6 @@ def count_macs(config: CostedConfig, subnet: SubnetConfig) -> int:
     return int(sum(int(layer["macs"]) for layer in config.layers(subnet)))
 
 
-class MacsTable:
-    """Static MACs of many subnets at once: a constant plus one gather per cost term (equal to
-    :func:`count_macs` subnet by subnet, without building a kernel table per subnet).
-
-    Example::
-
-        macs = MacsTable(config)(subnets)  # int64 array, one entry per subnet
-    """
-
-    def __init__(self, config: CostedConfig) -> None:
-        self.config = check_costed(config)
-        terms = self.config.cost_terms()
-        self.base = int(sum(int(layer["macs"]) for layer in (*terms.stem, *terms.tail)))
-        self.tables = [np.asarray([sum(int(layer["macs"]) for layer in v) for v in variants], dtype=np.int64)
-                       for variants in terms.variants]
-
-    def __call__(self, subnets: Sequence[SubnetConfig]) -> np.ndarray:
-        if not len(subnets):
-            return np.zeros(0, dtype=np.int64)
-        choices = np.asarray(self.config.term_choices(subnets), dtype=np.int64)
-        total = np.full(len(subnets), self.base, dtype=np.int64)
-        for t, table in enumerate(self.tables):
-            total += table[choices[:, t]]
-        return total
-
-
 def exit_macs(config: CostedConfig, subnet: SubnetConfig) -> list[int]:
     """C_i in MACs: the cost of leaving at each exit (enabled or not), then at the final classifier.
 

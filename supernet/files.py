@@ -13,7 +13,7 @@ from typing import Any
 
 from supernet.errors import CheckpointError, OutputError
 
-__all__ = ["atomic_write", "ensure_writable", "read_json", "sha256", "write_json"]
+__all__ = ["atomic_write", "ensure_writable", "read_json", "remove_empty_dirs", "sha256", "write_json"]
 
 
 def _umask() -> int:
@@ -109,11 +109,16 @@ def ensure_writable(folder: Path, keep: bool = True) -> None:
                           "folder.") from None
     finally:
         if not (keep and ok):  # a failed probe never leaves folders behind
-            for d in missing:
-                try:
-                    d.rmdir()
-                except OSError:
-                    pass
+            remove_empty_dirs(missing)
+
+
+def remove_empty_dirs(folders: list[Path]) -> None:
+    """Remove ``folders`` (deepest first) where they are empty; others are left as they are."""
+    for d in folders:
+        try:
+            d.rmdir()
+        except OSError:
+            pass
 
 
 def sha256(path: Path) -> str:

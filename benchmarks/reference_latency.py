@@ -3,8 +3,8 @@
 For every shipped profile that is not ``measured`` and every reference model of
 ``hw_profiles.REFERENCE_MODELS``, the batch-1 latency at the profile's default precision and power
 mode is predicted the way ``dynnas latency --model NAME`` does it: ``reference_graph`` →
-``graph_kernels`` with the fusion family of the profile's runtime → ``predict_graph`` with the
-roofline fitted on the profile's calibration points.
+``graph_kernels`` with the fusion rules of the profile's runtime → ``predict_graph`` with the
+roofline fitted on the profile's calibration points (fitted on the same graph kernels).
 
 Then every published row is predicted at its own precision, batch and power mode:
 ``hw_profiles/published_latencies.csv`` (CSV device names mapped to profiles, ``DEVICE_ALIASES``)
@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import functools
 import re
 import statistics
 import sys
@@ -48,11 +47,11 @@ from common import save  # noqa: E402
 
 from hw_profiles import REFERENCE_MODELS, DeviceProfile, list_profiles, load_profile  # noqa: E402
 from predictors.graph_latency import predict_graph  # noqa: E402
-from predictors.kernels import Kernel, reference_kernels  # noqa: E402
-from predictors.onnx_graph import graph_kernels  # noqa: E402
+from predictors.kernels import Kernel  # noqa: E402
+from predictors.onnx_graph import runtime_fusion  # noqa: E402
 from predictors.profile_quality import fit_params  # noqa: E402
-from predictors.reference_graphs import reference_graph  # noqa: E402
-from predictors.roofline import BYTES_PER_ELEMENT, RooflineParams, network_seconds  # noqa: E402
+from predictors.reference_graphs import reference_kernels  # noqa: E402
+from predictors.roofline import BYTES_PER_ELEMENT, RooflineParams  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CSV_PATH = ROOT / "hw_profiles" / "published_latencies.csv"
@@ -87,24 +86,6 @@ MODEL_ALIASES: Mapping[str, str] = {
 }
 # uint8 and int8 kernels move the same bytes and use the same peak (if the device cites one).
 PRECISION_ALIASES: Mapping[str, str] = {"uint8": "int8"}
-# Profile runtime -> fusion family of predictors/fusion_rules.yaml.
-FUSION_OF_RUNTIME: Mapping[str, str] = {
-    "tensorrt": "tensorrt",
-    "onnxruntime-cpu": "onnxruntime-cpu",
-    # fusion_rules.yaml has no TFLite family. The TFLite converter folds BN and fuses activations
-    # into convs, as onnxruntime's CPU rules do; the nearest family, flagged in the results.
-    "tflite": "onnxruntime-cpu",
-    # No family for these either; each folds BN and fuses activations into convs like onnxruntime CPU.
-    "executorch-xnnpack": "onnxruntime-cpu",
-    "tflite-edgetpu": "onnxruntime-cpu",
-    "tflite-qnn": "onnxruntime-cpu",
-}
-FUSION_NOTES: Mapping[str, str] = {
-    "tflite": "fusion_rules.yaml has no tflite family: onnxruntime-cpu rules used as the nearest CPU runtime",
-    "executorch-xnnpack": "fusion_rules.yaml has no XNNPACK family: onnxruntime-cpu rules used as the nearest CPU runtime",
-    "tflite-edgetpu": "fusion_rules.yaml has no Edge TPU family: onnxruntime-cpu rules (conv+BN+act) used as the nearest",
-    "tflite-qnn": "fusion_rules.yaml has no QNN family: onnxruntime-cpu rules (conv+BN+act, attention split) used as the nearest",
-}
 LATENCY_UNITS: Mapping[str, float] = {"ms": 1.0, "s": 1e3, "us": 1e-3, "µs": 1e-3}  # -> ms
 THROUGHPUT_UNITS = ("samples/s", "sample/s", "qps", "fps", "img/s", "images/s", "inferences/s")
 MATCH_TOLERANCE = 0.005  # a CSV value within 0.5 % of a calibration point's (rounded) value is that point
@@ -119,9 +100,8 @@ def _single_stream(scenario: str) -> bool:
 
 
 def fusion_of(profile: DeviceProfile) -> str:
-    if profile.runtime not in FUSION_OF_RUNTIME:
-        raise KeyError(f"no fusion family for runtime {profile.runtime!r}; add it to FUSION_OF_RUNTIME")
-    return FUSION_OF_RUNTIME[profile.runtime]
+    """The fusion rules of the profile's runtime (``profile_runtimes`` in predictors/fusion_rules.yaml)."""
+    return runtime_fusion(profile.runtime)
 
 
 def read_csv(path: Path = CSV_PATH) -> list[dict[str, str]]:
@@ -237,10 +217,8 @@ def build_rows(csv_rows: Iterable[Mapping[str, str]],
 # ---- predictions ------------------------------------------------------------------------------
 
 
-@functools.cache
-def _graph_kernels(model: str, resolution: int, batch: int, precision: str, fusion: str) -> tuple[Kernel, ...]:
-    graph = reference_graph(model, resolution, batch=batch, weights="shape-only")
-    return tuple(graph_kernels(graph, bytes_per_element=BYTES_PER_ELEMENT[precision], fusion=fusion))
+def _graph_kernels(model: str, resolution: int, batch: int, precision: str, fusion: str) -> list[Kernel]:
+    return reference_kernels(model, resolution, BYTES_PER_ELEMENT[precision], batch=batch, fusion=fusion)
 
 
 def _graph_ms(profile: DeviceProfile, model: str, resolution: int, batch: int, precision: str, mode: str,
@@ -248,14 +226,6 @@ def _graph_ms(profile: DeviceProfile, model: str, resolution: int, batch: int, p
     ks = _graph_kernels(model, resolution, batch, precision, fusion_of(profile))
     lat = predict_graph(ks, profile, precision=precision, power_mode=mode, params=(params, True))
     return lat.total_ms, len(ks)
-
-
-def _layer_list_ms(profile: DeviceProfile, model: str, resolution: int, batch: int, precision: str, mode: str,
-                   params: RooflineParams) -> float:
-    """The same roofline on the layer list the fit uses (predictors.kernels), for comparison."""
-    ks = reference_kernels(model, resolution, BYTES_PER_ELEMENT[precision], batch=batch)
-    peak = profile.peak_ops_per_s(precision) * profile.compute_scale(mode)
-    return 1e3 * network_seconds(ks, peak, profile.memory_bandwidth.value * 1e9, params)
 
 
 def _pct(pred: float, pub: float) -> float:
@@ -291,7 +261,6 @@ def predict_rows(rows: list[dict[str, Any]], fits: Mapping[str, Fits]) -> None:
         cfg = (r["model"], r["resolution"], r["batch"], r["precision"], r["power_mode"])
         pred, n = _graph_ms(f.profile, *cfg, f.full)
         r.update(fusion=fusion_of(f.profile), n_kernels=n, predicted_ms=pred,
-                 layer_list_ms=_layer_list_ms(f.profile, *cfg, f.full),
                  in_sample_pct=_pct(pred, r["published_ms"]))
         i = r["calibration_index"]
         if i is None:
@@ -341,8 +310,6 @@ def matrix(profiles: Mapping[str, DeviceProfile], fits: Mapping[str, Fits]) -> l
                 bounds[t.bound] = bounds.get(t.bound, 0.0) + t.us / 1e3
             out.append({"device": name, "model": model, "resolution": ref.resolution, "batch": 1, "precision": prec,
                         "power_mode": mode, "fusion": fusion_of(profile), "predicted_ms": lat.total_ms,
-                        "layer_list_ms": _layer_list_ms(profile, model, ref.resolution, 1, prec, mode,
-                                                        fits[name].full),
                         "n_kernels": len(ks), "ms_by_bound": bounds,
                         "gmac": sum(k.macs for k in ks) / 1e9})
     return out
@@ -417,8 +384,8 @@ def run(csv_path: Path = CSV_PATH) -> dict[str, Any]:
     return {
         "tolerance_pct": TOLERANCE_PCT, "target_fraction": TARGET_FRACTION,
         "csv": str(csv_path.relative_to(ROOT)) if csv_path.is_relative_to(ROOT) else str(csv_path),
-        "device_aliases": dict(DEVICE_ALIASES), "fusion_of_runtime": dict(FUSION_OF_RUNTIME),
-        "fusion_notes": {n: FUSION_NOTES[p.runtime] for n, p in profiles.items() if p.runtime in FUSION_NOTES},
+        "device_aliases": dict(DEVICE_ALIASES),
+        "fusion_of_device": {n: fusion_of(p) for n, p in profiles.items()},
         "rooflines": {n: {"eta_c": f.full.eta_c, "eta_m": f.full.eta_m, "overhead_us": f.full.overhead_s * 1e6,
                           "n_points": len(f.points)} for n, f in fits.items()},
         "summary": summary, "rows": rows, "skipped": skipped, "matrix": mat,

@@ -15,7 +15,7 @@ LATENCY_EPILOG = (
     "Examples:\n\n"
     "    dynnas latency --model resnet50 --device jetson-orin\n\n"
     "    dynnas latency model.onnx --device jetson-orin:15W --precision fp16 --batch 8\n\n"
-    "    dynnas latency model.onnx --device host --input-shape 1,3,224,224 --fusion onnxruntime-cpu --json\n\n"
+    "    dynnas latency model.onnx --device host --input-shape 1,3,224,224 --fusion none --json\n\n"
     "    dynnas latency --model vit_b16 --device jetson-orin --power-mode 30W --out vit.json"
 )
 
@@ -45,14 +45,14 @@ def latency(
     batch: Annotated[int | None, typer.Option(help="Batch size (replaces the input's first dimension; default: the model's, 1 for --model).")] = None,
     power_mode: Annotated[str | None, typer.Option("--power-mode", help="Power mode (scales peak compute; default: the device's).")] = None,
     input_shape: Annotated[str | None, typer.Option("--input-shape", help="Input shape for models with dynamic dimensions, e.g. 1,3,224,224.")] = None,
-    fusion: Annotated[str, typer.Option(help="Fusion rules of the runtime: tensorrt, onnxruntime-cpu or none (see predictors/fusion_rules.yaml).")] = "tensorrt",
+    fusion: Annotated[str | None, typer.Option(help="Fusion rules of the runtime: tensorrt, onnxruntime-cpu, tflite or none (default: the device's runtime's; see predictors/fusion_rules.yaml).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of the table.")] = False,
     out: Annotated[Path | None, typer.Option(help="Also write the JSON document to this file (atomically).")] = None,
 ) -> None:
     """Predict the latency of an ONNX model on a device, kernel by kernel, from the device's roofline."""
     from hw_profiles.loader import parse_device
     from predictors.graph_latency import check_precision, predict_graph, to_json
-    from predictors.onnx_graph import graph_kernels
+    from predictors.onnx_graph import graph_kernels, runtime_fusion
     from predictors.reference_graphs import reference_graph
     from predictors.roofline import BYTES_PER_ELEMENT
     from supernet.errors import ConfigError
@@ -67,6 +67,7 @@ def latency(
         profile.power_mode(power_mode)  # raises on an unknown mode, naming the known ones
         mode = power_mode
     prec = check_precision(profile, precision)
+    fusion = fusion or runtime_fusion(profile.runtime)
     shape = _shape(input_shape)
     if model is not None:
         graph: Any = reference_graph(model, batch=batch or 1, weights="shape-only")

@@ -17,7 +17,7 @@ _EXPORTS = {
     "collect_accuracy_data": "accuracy", "load_or_collect_accuracy": "accuracy",
     "DynamicAccuracyPredictor": "dynamic_accuracy",
     "CalibrationError": "errors", "PredictorCacheError": "errors",
-    "Kernel": "kernels", "reference_kernels": "kernels", "subnet_kernels": "kernels",
+    "Kernel": "kernels", "subnet_kernels": "kernels", "reference_kernels": "reference_graphs",
     "LatencyPredictor": "latency", "latency_predictor": "latency",
     "kendall_tau": "metrics", "rmse": "metrics", "within": "metrics",
     "LatencyStats": "onnx_io", "RelativeTiming": "onnx_io", "TimingSession": "onnx_io", "export_onnx": "onnx_io",
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     )
     from predictors.dynamic_accuracy import DynamicAccuracyPredictor
     from predictors.errors import CalibrationError, PredictorCacheError
-    from predictors.kernels import Kernel, reference_kernels, subnet_kernels
+    from predictors.kernels import Kernel, subnet_kernels
     from predictors.latency import LatencyPredictor, latency_predictor
     from predictors.metrics import kendall_tau, rmse, within
     from predictors.onnx_io import (
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
         measure_latency,
         run_onnx,
     )
+    from predictors.reference_graphs import reference_kernels
 
 
 def __getattr__(name: str) -> Any:

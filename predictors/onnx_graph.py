@@ -39,7 +39,7 @@ import onnx
 import yaml
 from google.protobuf.message import DecodeError
 from onnx import TensorProto, helper
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from predictors.kernels import Kernel
 from supernet.errors import ConfigError, unknown
@@ -114,14 +114,28 @@ class Rule(_Frozen):
 class Runtime(_Frozen):
     description: str
     source: str
+    profile_runtimes: list[str] = Field(default_factory=list)  # device profiles' `runtime:` these rules stand for
     attention: Literal["fused", "split"]
     rules: list[Rule]
+    elided: list[str] = Field(default_factory=list)  # ops the runtime removes (producers write their output in place)
+
+    _elided = field_validator("elided")(classmethod(lambda cls, v: _known_ops(v)))
 
 
 class FusionRules(_Frozen):
     format: Literal["dynnas-fusion-rules"]
     format_version: Literal[1]
     runtimes: dict[str, Runtime]
+
+    @model_validator(mode="after")
+    def _one_rule_set_per_profile_runtime(self) -> FusionRules:
+        seen: dict[str, str] = {}
+        for name, rt in self.runtimes.items():
+            for r in rt.profile_runtimes:
+                if r in seen:
+                    raise ValueError(f"profile runtime {r!r} is listed under both {seen[r]!r} and {name!r}")
+                seen[r] = name
+        return self
 
 
 @functools.cache
@@ -134,6 +148,16 @@ def fusion_rules(path: Path = RULES_FILE) -> FusionRules:
 def fusion_names() -> list[str]:
     """Names accepted by ``graph_kernels(fusion=...)``."""
     return sorted(fusion_rules().runtimes)
+
+
+def runtime_fusion(runtime: str) -> str:
+    """The fusion rules (a name of :func:`fusion_names`) a device profile's ``runtime:`` runs with."""
+    for name, rt in fusion_rules().runtimes.items():
+        if runtime in rt.profile_runtimes:
+            return name
+    known = sorted(r for rt in fusion_rules().runtimes.values() for r in rt.profile_runtimes)
+    raise GraphError(f"runtime {runtime!r} has no fusion rules; add it to a runtime's profile_runtimes in "
+                     f"predictors/fusion_rules.yaml (known: {', '.join(known)}).")
 
 
 # ---- loading and shapes --------------------------------------------------------------------------
@@ -462,7 +486,7 @@ def _walk(graph: onnx.GraphProto, w: _Walk, branch: str) -> None:
             scope.consts.update(node.output)  # folded when the engine is built
             taken.add(i)
             continue
-        if node.op_type in OP_CLASSES["free"]:
+        if node.op_type in OP_CLASSES["free"] or node.op_type in w.runtime.elided:
             if node.op_type in ("Shape", "Size"):
                 scope.consts.update(node.output)  # static shapes: shape arithmetic below folds
             taken.add(i)

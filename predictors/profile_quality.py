@@ -20,14 +20,13 @@ from typing import Any
 import numpy as np
 
 from hw_profiles import CalibrationPoint, DeviceProfile
-from predictors.kernels import reference_kernels
 from predictors.roofline import (
-    BYTES_PER_ELEMENT,
     PRIOR_ETA_C,
     PRIOR_ETA_M,
     RooflineParams,
     fit_roofline,
     network_seconds,
+    point_kernels,
 )
 
 # Fewer published points than this and the roofline's three parameters (eta_c, eta_m, overhead)
@@ -60,8 +59,7 @@ class ProfileQuality:
 
 def point_ms(profile: DeviceProfile, point: CalibrationPoint, params: RooflineParams) -> float:
     """The roofline's latency (ms) for one calibration point with ``params``."""
-    kernels = reference_kernels(point.model, point.resolution, BYTES_PER_ELEMENT[point.precision],
-                                batch=point.batch)
+    kernels = point_kernels(profile, point)
     peak = profile.peak_ops_per_s(point.precision) * profile.compute_scale(point.power_mode)
     return 1e3 * network_seconds(kernels, peak, profile.memory_bandwidth.value * 1e9, params)
 

@@ -11,10 +11,12 @@ Example::
 
     model = reference_graph("mobilenet_v2")              # 1x3x224x224 -> 1x1000
     graph_params(model)                                  # 3_504_872
+    reference_kernels("resnet50", fusion="tensorrt")     # 53 kernels, 4.09 GMAC at 224x224
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Literal
 
@@ -23,6 +25,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from hw_profiles import REFERENCE_MODELS
+from predictors.kernels import Kernel
+from predictors.onnx_graph import graph_kernels
 from supernet.errors import ConfigError, unknown
 
 OPSET = 17
@@ -173,10 +177,14 @@ def _mobilenet_v2(g: _G) -> str:
     return g.classifier()
 
 
-def _efficientnet_lite0(g: _G) -> str:
-    """EfficientNet-Lite0: B0's stages without squeeze-excite, ReLU6, stem 32 and head 1280."""
-    from predictors.kernels import EFFICIENTNET_B0_STAGES
+# EfficientNet-B0's MBConv stages (kernel, stride, expand, out, repeats); Lite0 drops SE, uses ReLU6.
+EFFICIENTNET_B0_STAGES = ((3, 1, 1, 16, 1), (3, 2, 6, 24, 2), (5, 2, 6, 40, 2), (3, 2, 6, 80, 3),
+                          (5, 1, 6, 112, 3), (5, 2, 6, 192, 4), (3, 1, 6, 320, 1))
 
+
+def _efficientnet_lite0(g: _G) -> str:
+    """EfficientNet-Lite0 (tensorflow/tpu efficientnet/lite): B0's stages without squeeze-excite, ReLU6, stem 32
+    and head 1280."""
     g.conv_bn("stem", 32, 3, 2, act="relu6")
     _inverted_residuals(g, EFFICIENTNET_B0_STAGES, "blocks")
     g.conv_bn("head", 1280, 1, act="relu6")
@@ -234,9 +242,14 @@ def _vit(g: _G, *, patch: int = 16, dim: int = 768, depth: int = 12, heads: int 
                   "heads.head", transB=1)
 
 
+def _make_divisible(v: float, divisor: int = 8) -> int:
+    """torchvision's channel rounding (to a multiple of ``divisor``, never below 90 % of ``v``)."""
+    new = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    return new + divisor if new < 0.9 * v else new
+
+
 def _mobilenet_v3_large(g: _G) -> str:
     """torchvision MobileNetV3-Large (Howard et al. 2019, Table 1), squeeze-excite with hard-sigmoid."""
-    from predictors.kernels import _make_divisible
 
     g.conv_bn("features.0", 16, 3, 2, act="hswish")
     table = ((3, 16, 16, False, "relu", 1), (3, 64, 24, False, "relu", 2), (3, 72, 24, False, "relu", 1),
@@ -335,3 +348,26 @@ def reference_graph(name: str, resolution: int | None = None, *, batch: int = 1,
     dims = model.graph.input[0].type.tensor_type.shape.dim
     dims[2].dim_value = dims[3].dim_value = r
     return model
+
+
+def reference_kernels(name: str, resolution: int | None = None, bytes_per_element: int = 4, *, batch: int = 1,
+                      fusion: str = "tensorrt") -> list[Kernel]:
+    """Kernels of reference model ``name`` as the runtime ``fusion`` launches them (a runtime of
+    ``fusion_rules.yaml``; a device's is :func:`predictors.onnx_graph.runtime_fusion` of its ``runtime``).
+
+    The one kernel source of a reference model, for the calibration fits and for ``dynnas latency``
+    alike: :func:`reference_graph`'s ONNX graph read by :func:`predictors.onnx_graph.graph_kernels`.
+    SSD's anchor decoding and NMS are not in the graph (they run after the network, on few values).
+    Cached: a fit asks for the same few models many times.
+    """
+    if name not in _BUILDERS:
+        raise unknown("reference model", name, reference_graph_names())
+    r = REFERENCE_MODELS[name].resolution if resolution is None else int(resolution)
+    return list(_reference_kernels(name, r, int(bytes_per_element), int(batch), fusion))
+
+
+@functools.lru_cache(maxsize=512)
+def _reference_kernels(name: str, resolution: int, bytes_per_element: int, batch: int,
+                       fusion: str) -> tuple[Kernel, ...]:
+    graph = reference_graph(name, resolution, batch=batch, weights="shape-only")
+    return tuple(graph_kernels(graph, bytes_per_element=bytes_per_element, fusion=fusion))

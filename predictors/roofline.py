@@ -7,8 +7,10 @@ least squares on log latency to the profile's published calibration points (refe
 at their precision and batch), with a weak prior that keeps ``overhead`` near the profile's
 cited value and the efficiencies near typical values when the points cannot pin them down.
 
-Residual adds are fused into the conv before them (TensorRT and onnxruntime both do), so they
-move bytes but launch no kernel: they pay no ``overhead``.
+The calibration points' kernels are their reference models' ONNX graphs as the profile's runtime
+fuses them (:func:`point_kernels`), the same kernels ``dynnas latency`` costs, so the roofline is
+fitted on what it is applied to. In the layer tables of supernet families, residual adds are fused
+into the conv before them (TensorRT and onnxruntime both do): they move bytes but pay no ``overhead``.
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ from typing import Any
 import numpy as np
 from scipy.optimize import least_squares
 
-from hw_profiles import DeviceProfile
+from hw_profiles import CalibrationPoint, DeviceProfile
 from predictors.errors import CalibrationError
-from predictors.kernels import Kernel, reference_kernels
+from predictors.kernels import Kernel
+from predictors.onnx_graph import runtime_fusion
+from predictors.reference_graphs import reference_kernels
 from predictors.units import UnitTable
 from supernet.cost import CostedConfig
 from supernet.space import SubnetConfig
@@ -64,6 +68,13 @@ def network_seconds(kernels: Sequence[Kernel], peak_ops: float, bandwidth: float
     return float(t.sum() + p.overhead_s * launches.sum())
 
 
+def point_kernels(profile: DeviceProfile, point: CalibrationPoint) -> list[Kernel]:
+    """The kernels of a calibration point: its reference model's graph at the point's resolution, batch
+    and precision, fused as the profile's runtime fuses (``fusion_rules.yaml``)."""
+    return reference_kernels(point.model, point.resolution, BYTES_PER_ELEMENT[point.precision], batch=point.batch,
+                             fusion=runtime_fusion(profile.runtime))
+
+
 def _peak(profile: DeviceProfile, precision: str, power_mode: str | None) -> float:
     return profile.peak_ops_per_s(precision) * profile.compute_scale(power_mode)
 
@@ -87,7 +98,7 @@ def fit_roofline(profile: DeviceProfile, *, loss: str = "linear") -> tuple[Roofl
     overhead0 = profile.kernel_overhead.value * 1e-6
     cases = []
     for pt in points:
-        ks = reference_kernels(pt.model, pt.resolution, BYTES_PER_ELEMENT[pt.precision], batch=pt.batch)
+        ks = point_kernels(profile, pt)
         cases.append((*_arrays(ks), _peak(profile, pt.precision, pt.power_mode), pt.latency_ms.value * 1e-3))
 
     def predict(theta: np.ndarray) -> np.ndarray:

@@ -101,7 +101,7 @@ def test_cross_field_consistency(name: str) -> None:
         assert point.power_mode in modes
         ref = REFERENCE_MODELS[point.model]
         if point.resolution != ref.resolution:  # e.g. MobileNetV1 at 160 or 192: the kernels follow the input
-            from predictors.kernels import reference_kernels
+            from predictors.reference_graphs import reference_kernels
 
             macs = sum(k.macs for k in reference_kernels(point.model, point.resolution, 4)) / 1e9
             expected = ref.macs.value * (point.resolution / ref.resolution) ** 2

@@ -18,6 +18,7 @@ from predictors import (
     subnet_kernels,
 )
 from predictors.host_latency import HostLUTPredictor, cache_path
+from predictors.onnx_graph import runtime_fusion
 from predictors.roofline import BYTES_PER_ELEMENT, RooflinePredictor, network_seconds
 from predictors.units import UnitTable
 from supernet.cnn import PRESETS
@@ -47,7 +48,8 @@ def test_roofline_reproduces_calibration_points(device: str) -> None:
         assert row["measured_ms"] == pytest.approx(point.latency_ms.value)
         assert abs(row["residual_pct"]) <= FIT_TOLERANCE_PCT.get(device, 10.0), row
         # the residual is the model's own prediction for that point, recomputed independently
-        ks = reference_kernels(point.model, point.resolution, BYTES_PER_ELEMENT[point.precision], batch=point.batch)
+        ks = reference_kernels(point.model, point.resolution, BYTES_PER_ELEMENT[point.precision], batch=point.batch,
+                               fusion=runtime_fusion(profile.runtime))
         peak = profile.peak_ops_per_s(point.precision) * profile.compute_scale(point.power_mode)
         again = 1e3 * network_seconds(ks, peak, profile.memory_bandwidth.value * 1e9, pred.params)
         assert again == pytest.approx(row["predicted_ms"], rel=1e-9)

@@ -9,6 +9,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from hw_profiles import list_profiles, load_profile
 from predictors.onnx_graph import (
     DynamicShapeError,
     FusionRules,
@@ -16,6 +17,7 @@ from predictors.onnx_graph import (
     UnsupportedOpError,
     fusion_names,
     graph_kernels,
+    runtime_fusion,
 )
 
 F = TensorProto.FLOAT
@@ -173,3 +175,28 @@ def test_fusion_rules_file_is_validated() -> None:
         FusionRules.model_validate({"format": "dynnas-fusion-rules", "format_version": 1, "runtimes": {
             "x": {"description": "d", "source": "s", "attention": "split",
                   "rules": [{"anchor": ["NoSuchOp"], "then": []}]}}})
+
+
+@pytest.mark.parametrize("device", list_profiles())
+def test_every_shipped_profile_runtime_has_fusion_rules(device: str) -> None:
+    assert runtime_fusion(load_profile(device).runtime) in fusion_names()
+
+
+def test_profile_runtimes_map_to_their_rules_and_unknown_ones_name_the_fix() -> None:
+    assert runtime_fusion("tensorrt") == "tensorrt" and runtime_fusion("executorch-xnnpack") == "tflite"
+    with pytest.raises(GraphError, match="add it to a runtime's profile_runtimes in predictors/fusion_rules.yaml"):
+        runtime_fusion("openvino")
+    rt = {"description": "d", "source": "s", "attention": "split", "rules": [], "profile_runtimes": ["tflite"]}
+    with pytest.raises(ValueError, match="listed under both 'a' and 'b'"):
+        FusionRules.model_validate({"format": "dynnas-fusion-rules", "format_version": 1, "runtimes": {"a": rt, "b": rt}})
+
+
+def test_elided_ops_launch_nothing_and_move_no_bytes() -> None:
+    nodes = [helper.make_node("Relu", ["x"], ["a"], name="r1"), helper.make_node("Relu", ["x"], ["b"], name="r2"),
+             helper.make_node("Concat", ["a", "b"], ["y"], name="cat", axis=1)]
+    m = model(nodes, [helper.make_tensor_value_info("x", F, [1, 4, 8, 8])], ["y"], [])
+    split = graph_kernels(m, fusion="none")
+    trt = graph_kernels(m, fusion="tensorrt")
+    assert [k.onnx_nodes for k in split] == [("r1",), ("r2",), ("cat",)]
+    assert [k.onnx_nodes for k in trt] == [("r1",), ("r2",)]
+    assert split[-1].bytes == 4 * (2 * 256 + 512)  # the Concat reads both halves and writes the whole

@@ -8,7 +8,7 @@ import pytest
 from hw_profiles import CalibrationPoint, DeviceProfile, Quantity, load_profile
 from nas.cli import app
 from predictors import CalibrationError
-from predictors.kernels import reference_kernels
+from predictors.onnx_graph import runtime_fusion
 from predictors.profile_quality import (
     LOW_CONFIDENCE_MIN_MODELS,
     LOW_CONFIDENCE_MIN_POINTS,
@@ -17,6 +17,7 @@ from predictors.profile_quality import (
     prior_params,
     profile_quality,
 )
+from predictors.reference_graphs import reference_kernels
 from predictors.roofline import (
     BYTES_PER_ELEMENT,
     PRIOR_ETA_C,
@@ -58,7 +59,8 @@ def test_loo_matches_an_explicit_refit_without_each_point() -> None:
         others = profile.calibration[:i] + profile.calibration[i + 1:]
         params, _ = fit_roofline(profile.model_copy(update={"calibration": others}))
         pt = profile.calibration[i]
-        ks = reference_kernels(pt.model, pt.resolution, BYTES_PER_ELEMENT[pt.precision], batch=pt.batch)
+        ks = reference_kernels(pt.model, pt.resolution, BYTES_PER_ELEMENT[pt.precision], batch=pt.batch,
+                               fusion=runtime_fusion(profile.runtime))
         peak = profile.peak_ops_per_s("int8") * profile.compute_scale("MAXN")
         expected = 1e3 * network_seconds(ks, peak, profile.memory_bandwidth.value * 1e9, params)
         assert row["loo_predicted_ms"] == pytest.approx(expected, rel=1e-9)
@@ -89,7 +91,7 @@ def test_single_point_loo_uses_the_priors_alone() -> None:
     ks = reference_kernels("resnet50", 224, 1)
     peak, bw, overhead0 = 85e12, 204.8e9, 5.4e-6
     seconds = sum(max(k.flops / (PRIOR_ETA_C * peak), k.bytes / (PRIOR_ETA_M * bw)) for k in ks)
-    seconds += overhead0 * sum(k.op != "add" for k in ks)
+    seconds += overhead0 * len(ks)  # graph kernels: every one launches (adds are fused into convs)
     assert q.points[0]["loo_predicted_ms"] == pytest.approx(1e3 * seconds, rel=1e-9)
     assert q.loo_median_abs_pct == q.loo_max_abs_pct == pytest.approx(abs(100 * (1e3 * seconds / pt.latency_ms.value - 1)))
     assert prior_params(profile) == RooflineParams(PRIOR_ETA_C, PRIOR_ETA_M, overhead0)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from hw_profiles import REFERENCE_MODELS
-from predictors.kernels import reference_kernels, total_macs, total_params
+from predictors.kernels import total_macs
 from predictors.onnx_graph import graph_kernels, graph_params
-from predictors.reference_graphs import reference_graph, reference_graph_names
+from predictors.reference_graphs import reference_graph, reference_graph_names, reference_kernels
 from supernet.errors import UnknownNameError
 
 # torchvision / timm / Keras parameter counts (torchvision's models table; timm tf_efficientnet_lite0;
@@ -24,7 +24,7 @@ def test_parameter_count_is_the_published_one(name: str) -> None:
 
 @pytest.mark.parametrize("name", reference_graph_names())
 def test_macs_match_the_cited_reference(name: str) -> None:
-    ks = graph_kernels(reference_graph(name, weights="shape-only"), fusion="tensorrt")
+    ks = graph_kernels(reference_graph(name, weights="shape-only"), fusion="onnxruntime-cpu")  # the last Concat is a kernel there
     assert total_macs(ks) / 1e9 == pytest.approx(REFERENCE_MODELS[name].macs.value, rel=0.02)
     assert ks[-1].out_shape == ((1, 1917, 4) if name == "ssd_mobilenet_v1" else (1, 1000))
 
@@ -37,19 +37,33 @@ def test_ssd_has_the_mlperf_parameter_count_and_anchor_outputs() -> None:
     assert outs == [[1, 1917, 91], [1, 1917, 4]]  # 19²·3 + (10² + 5² + 3² + 2² + 1²)·6 anchors
 
 
-@pytest.mark.parametrize("name", ["resnet50", "resnet18", "mobilenet_v1", "mobilenet_v2", "efficientnet_lite0",
-                                  "mobilenet_v3_large", "ssd_mobilenet_v1"])
-def test_cnn_graphs_agree_with_the_layer_tables(name: str) -> None:
-    ks = graph_kernels(reference_graph(name, weights="shape-only"), fusion="tensorrt")
-    ref = reference_kernels(name)
-    assert total_macs(ks) == total_macs(ref) and total_params(ks) == total_params(ref)
-    ref_launched = len([k for k in ref if k.op != "add"])
-    if name == "mobilenet_v3_large":  # the SE scale (Mul) fuses into the SE's second conv: 8 SE blocks
-        ref_launched -= 8
-    if name == "ssd_mobilenet_v1":  # 12 head outputs to NHWC (Transpose) and 2 Concats; Reshape is free
-        ref_launched += 14
-    # the table's separate residual adds are fused into the conv before them
-    assert len(ks) == ref_launched
+# Kernels each runtime launches (hand count): ResNet-50 has 53 convs (+ the residual adds), a stem
+# maxpool, a global pool and the FC; TensorRT and onnxruntime fuse BN, the add and ReLU into the conv.
+LAUNCHES = {("resnet50", "tensorrt"): 56, ("resnet50", "onnxruntime-cpu"): 56, ("resnet50", "tflite"): 72,
+            ("mobilenet_v1", "tensorrt"): 29, ("mobilenet_v1", "tflite"): 29,
+            ("mobilenet_v2", "tensorrt"): 54, ("mobilenet_v2", "tflite"): 64}  # TFLite: 10 separate residual ADDs
+
+
+@pytest.mark.parametrize(("name", "fusion"), sorted(LAUNCHES))
+def test_kernel_counts_follow_the_runtime_fusion(name: str, fusion: str) -> None:
+    ks = reference_kernels(name, fusion=fusion)
+    assert len(ks) == LAUNCHES[name, fusion]
+    assert total_macs(ks) == total_macs(reference_kernels(name, fusion="none"))  # fusion changes launches, not work
+
+
+def test_tensorrt_removes_concats_and_head_transposes() -> None:
+    trt, ort = reference_kernels("ssd_mobilenet_v1", fusion="tensorrt"), reference_kernels(
+        "ssd_mobilenet_v1", fusion="onnxruntime-cpu")
+    assert not [k for k in trt if k.op == "data"]  # the Transposes ride on their convs, the Concats vanish
+    assert len(ort) - len(trt) == 14  # 12 head Transposes and 2 Concats launch on onnxruntime
+    assert total_macs(trt) == total_macs(ort)
+
+
+def test_reference_kernels_are_cached_copies() -> None:
+    a, b = reference_kernels("resnet18"), reference_kernels("resnet18")
+    assert a == b and a is not b
+    a.clear()
+    assert reference_kernels("resnet18") == b
 
 
 def test_batch_and_resolution_scale_the_graph() -> None:

@@ -4,7 +4,7 @@ Runs the full profile (micro-benchmarks per op class, then every reference model
 onnxruntime against an interleaved reference graph), writes it to ``benchmarks/results/host_profile_t<N>.yaml``
 (N threads) with the JSON beside it, and
 compares the measured reference latencies with three predictions of the same kernels
-(:func:`predictors.kernels.reference_kernels`):
+(:func:`predictors.reference_graphs.reference_kernels`, fused as onnxruntime's CPU provider fuses):
 
 * ``loo``: the profile's roofline (eta_c, eta_m, overhead fitted by :func:`predictors.roofline.fit_roofline`)
   refitted without the predicted model: leave-one-out (:func:`predictors.profile_quality.profile_quality`);
@@ -41,8 +41,10 @@ from hw_profiles.measure import (  # noqa: E402
     write_profile,
 )
 from nas.cmd_profile import reference_graph_builder  # noqa: E402
-from predictors.kernels import Kernel, reference_kernels  # noqa: E402
+from predictors.kernels import Kernel  # noqa: E402
+from predictors.onnx_graph import runtime_fusion  # noqa: E402
 from predictors.profile_quality import profile_quality  # noqa: E402
+from predictors.reference_graphs import reference_kernels  # noqa: E402
 from predictors.roofline import FUSED_OPS, RooflineParams, fit_roofline, network_seconds  # noqa: E402
 
 # Kernel.op of the predictors -> op class of the micro-benchmarks
@@ -95,7 +97,7 @@ def run(threads: int, quick: bool, seed: int) -> dict[str, Any]:
     bare = RooflineParams(1.0, 1.0, micro.kernel_overhead_us * 1e-6)
     rows = []
     for pt, loo in zip(profile.calibration, q.points, strict=True):
-        ks = reference_kernels(pt.model, pt.resolution, 4, batch=1)
+        ks = reference_kernels(pt.model, pt.resolution, 4, batch=1, fusion=runtime_fusion(profile.runtime))
         measured = pt.latency_ms.value
         roof = 1e3 * network_seconds(ks, micro.peak_flops, micro.bandwidth, bare)
         per_class = _per_class_ms(ks, result)

@@ -12,6 +12,7 @@ import yaml
 from pydantic import ValidationError
 
 from hw_profiles.errors import MalformedProfileError, UnknownDeviceError
+from hw_profiles.installed import HOST, installed_host
 from hw_profiles.schema import DeviceProfile
 
 _SUFFIXES = (".yaml", ".yml")
@@ -27,7 +28,9 @@ def load_profile(name_or_path: str | Path) -> DeviceProfile:
     """Load a shipped profile by name, or a profile YAML file by path.
 
     A ``Path``, or a string that ends in ``.yaml``/``.yml`` or contains a path separator, is read
-    as a file; anything else is a shipped name.
+    as a file; anything else is a shipped name. ``host`` is this machine's measured profile once
+    ``dynnas profile --install`` has written one (:mod:`hw_profiles.installed`), else the shipped
+    nominal ``host.yaml``.
 
     Example:
         >>> load_profile("jetson-orin").memory_bandwidth.value
@@ -44,6 +47,9 @@ def load_profile(name_or_path: str | Path) -> DeviceProfile:
     known = list_profiles()
     if name_or_path not in known:
         raise UnknownDeviceError(_unknown_message(name_or_path, known))
+    if name_or_path == HOST and (installed := installed_host()) is not None:
+        return _parse(_read(installed), f"{installed} (this machine's host profile; rewrite it with "
+                                        "`dynnas profile --install`)")
     return _load_shipped(name_or_path).model_copy(deep=True)
 
 

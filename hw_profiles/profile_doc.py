@@ -136,11 +136,8 @@ def _power_mode(settings: ProfileSettings, machine: Mapping[str, Any]) -> dict[s
     elif gpu and machine.get("gpu_power_limit_w"):
         power_q = {"value": _sig(machine["gpu_power_limit_w"], 3), "unit": "W",
                    "source": "nvidia-smi power.limit (the board's power limit, not a measured draw)"}
-    else:
-        power_q = {"value": 1.0, "unit": "W",
-                   "source": ("NOT MEASURED: no power sensor was readable here (no RAPL powercap counter, no "
-                              "nvidia-smi); 1 W is a placeholder for the schema's required field, unused by the "
-                              "latency predictors; replace it with a meter reading")}
+    else:  # no sensor: no figure (an energy objective then asks for one), never a placeholder
+        power_q = None
     clock, clock_src = machine.get("cpu_clock_mhz"), machine.get("cpu_clock_source", "")
     if clock:
         cpu_clock = {"value": _sig(clock, 5), "unit": "MHz", "source": clock_src}
@@ -153,9 +150,14 @@ def _power_mode(settings: ProfileSettings, machine: Mapping[str, Any]) -> dict[s
         engine = {"value": _sig(machine["gpu_clock_mhz"], 5), "unit": "MHz", "source": "nvidia-smi clocks.max.sm"}
     units = {"value": float(settings.threads), "unit": "count",
              "source": f"--threads {settings.threads}: onnxruntime intra-op threads used for every timing"}
-    return {"name": POWER_MODE, "power_w": power_q, "gpu_clock_mhz": engine, "cpu_clock_mhz": cpu_clock,
+    mode = {"name": POWER_MODE, "power_w": power_q, "gpu_clock_mhz": engine, "cpu_clock_mhz": cpu_clock,
             "compute_units": units,
             "notes": "The machine as it ran dynnas profile; for kind cpu, gpu_clock_mhz is the core clock."}
+    if power_q is None:
+        del mode["power_w"]
+        mode["notes"] += (" No power sensor was readable (no RAPL powercap counter, no nvidia-smi), so the mode "
+                          "has no power_w: add a meter reading (value, unit W, source) for energy objectives.")
+    return mode
 
 
 class _PlainDumper(yaml.SafeDumper):
@@ -201,3 +203,27 @@ def write_profile(path: Path, result: MeasuredProfile) -> DeviceProfile:
         Path(tmp).unlink(missing_ok=True)
         raise
     return profile
+
+
+def install_host(result: MeasuredProfile) -> tuple[Path, DeviceProfile]:
+    """Write ``result`` as this machine's ``host`` profile (:func:`hw_profiles.installed.installed_host_path`)
+    and, after it, the JSON naming this machine, both atomically; ``--device host`` reads it from then on."""
+    import json
+    from datetime import UTC, datetime
+
+    from hw_profiles.installed import installed_host_path, machine_key, machine_path
+
+    path = installed_host_path()
+    profile = write_profile(path, result)
+    meta = {"machine_key": machine_key(), "written": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "profile": path.name, "command": "dynnas profile --install"}
+    target = machine_path(path)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(meta, f, indent=1)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path, profile

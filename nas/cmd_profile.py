@@ -22,6 +22,7 @@ PROFILE_EPILOG = (
     "    dynnas profile --out profiles/pi4.yaml --threads 4 --name raspberry-pi-4-measured\n\n"
     "    dynnas profile --out orin.yaml --provider cuda\n\n"
     "    dynnas profile --out quick.yaml --quick --threads 1\n\n"
+    "    dynnas profile --install      # this machine's `host` profile: `--device host` reads it from then on\n\n"
     "Then: `dynnas devices --profile my-board.yaml` and `dynnas latency --model resnet50 --device my-board.yaml`.\n\n"
     "A full run takes 1-3 minutes on 2 CPU cores; --quick (fewer sizes and repeats, the two smallest reference "
     "models) about 10 s. TensorRT builds an engine per graph: expect minutes."
@@ -31,7 +32,11 @@ PROFILE_EPILOG = (
 @app.command(epilog=PROFILE_EPILOG)
 @guarded
 def profile(
-    out: Annotated[Path, typer.Option(help="Profile YAML file to write (atomically), e.g. my-board.yaml.")],
+    out: Annotated[Path | None, typer.Option(help="Profile YAML file to write (atomically), e.g. my-board.yaml.",
+                                             show_default=False)] = None,
+    install: Annotated[bool, typer.Option("--install", help="Write it as this machine's `host` profile instead "
+                                          "(in the dynnas cache): `--device host` then reads the measured profile, "
+                                          "not the shipped nominal one.")] = False,
     provider: Annotated[str, typer.Option(help="onnxruntime execution provider: cpu, cuda or tensorrt.")] = "cpu",
     threads: Annotated[int | None, typer.Option(help="onnxruntime intra-op threads (default: this machine's CPUs).",
                                                 show_default=False)] = None,
@@ -43,7 +48,9 @@ def profile(
 ) -> None:
     """Measure a device profile here: peak FLOP/s per op class, memory bandwidth, per-kernel overhead and the
     reference models' latencies, written as a `measured: true` profile YAML that `--device FILE` reads."""
+    from hw_profiles.installed import HOST, installed_host_path
     from hw_profiles.measure import (
+        MeasurementError,
         ProfileSettings,
         check_out_path,
         default_threads,
@@ -51,14 +58,28 @@ def profile(
         profile_name,
         write_profile,
     )
+    from hw_profiles.profile_doc import install_host
 
+    if (out is None) == (not install):
+        raise MeasurementError("give exactly one of --out FILE.yaml or --install, e.g. `dynnas profile --install`.")
+    if install:
+        if provider != "cpu":
+            raise MeasurementError(f"--install measures the `host` profile on onnxruntime's CPU provider, but got "
+                                   f"--provider {provider}; drop --provider, or use --out FILE.yaml for a GPU profile.")
+        if name not in (None, HOST):
+            raise MeasurementError(f"--install writes the profile named '{HOST}', but got --name {name}; drop --name, "
+                                   "or use --out FILE.yaml.")
+        out, name = installed_host_path(), HOST
     settings = ProfileSettings(name=profile_name(out, name), provider=provider,
                                threads=default_threads() if threads is None else threads, quick=quick, seed=seed)
     check_out_path(out)  # before any measurement: a bad --out costs nothing and leaves nothing
     builder = reference_graph_builder()
     with _Progress() as progress:
         result = measure_profile(settings, builder, progress=progress)
-    write_profile(out, result)
+    if install:
+        install_host(result)
+    else:
+        write_profile(out, result)
     _print_summary(result, out)
 
 

@@ -132,6 +132,41 @@ def test_bad_settings_fail_cleanly_and_write_nothing(tmp_path: Path, monkeypatch
     _nothing_in(tmp_path)
 
 
+def test_install_makes_host_this_machines_measured_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hw_profiles.installed import installed_host_path, machine_key, machine_path
+
+    monkeypatch.setenv("DYNNAS_CACHE", str(tmp_path / "cache"))
+    nominal = load_profile("host")
+    assert nominal.calibration == () and "nominal" in nominal.notes.lower()
+    ok(["profile", "--install", "--quick", "--threads", "1", "--seed", "0"])
+    path = installed_host_path()
+    assert path == tmp_path / "cache" / "profiles" / "host.yaml" and path.is_file()
+    assert json.loads(machine_path(path).read_text())["machine_key"] == machine_key()
+    host = load_profile("host")
+    assert host.name == "host" and host.measured and len(host.calibration) == 2
+    assert host.memory_size.source.startswith("/proc/meminfo")
+    mode = host.power_modes[0]
+    assert mode.power_w is None or "RAPL" in mode.power_w.source  # a figure only when a sensor gave one
+    doc = json.loads(ok(["latency", "--model", "mobilenet_v2", "--device", "host", "--json"]))
+    assert doc["device"] == "host" and doc["calibrated"] is True and doc["fusion"] == "onnxruntime-cpu"
+    # a cache shared with another machine: its profile is not this machine's, so the nominal one is used
+    machine_path(path).write_text(json.dumps({"machine_key": "aarch64|4|Cortex-A76"}))
+    assert load_profile("host").calibration == ()
+    machine_path(path).unlink()
+    assert load_profile("host").calibration == ()
+
+
+def test_install_bad_combinations_fail_cleanly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DYNNAS_CACHE", str(tmp_path / "cache"))
+    fails_cleanly(["profile", "--quick"], "give exactly one of --out FILE.yaml or --install")
+    fails_cleanly(["profile", "--install", "--out", str(tmp_path / "p.yaml")], "exactly one of")
+    fails_cleanly(["profile", "--install", "--provider", "cuda"], "CPU provider")
+    fails_cleanly(["profile", "--install", "--name", "my-box"], "writes the profile named 'host'")
+    monkeypatch.setenv("DYNNAS_CACHE", "/proc/dynnas-cache")
+    fails_cleanly(["profile", "--install", "--quick"], "/proc/dynnas-cache/profiles/host.yaml")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_help_has_examples() -> None:
     out = ok(["profile", "--help"])
     assert "Examples" in out and "dynnas profile --out my-board.yaml" in out and "--provider" in out

@@ -5,7 +5,8 @@ ONE HTML file: inline CSS, figures as base64 PNG (matplotlib, Agg), interactive 
 SVG with a few lines of inline JS, tables from pandas; no external asset or link. Sections:
 overview, accuracy-latency fronts with the uniform-width baselines (and, for a space with token
 reduction, the front of the candidates that keep every token), for runs of several supernet
-families on one device their fronts side by side, the interactive fronts,
+families on one device their fronts side by side, for runs of one device and family at several batch
+sizes their fronts in per-image latency, the interactive fronts,
 hypervolume against evaluations, for several runs the algorithms compared over seeds,
 predicted against measured, early exits, the exported subnets with their deployment commands and,
 for several runs, how the subnets each run chose differ.
@@ -19,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from reports.batches import BatchGroup, batch_groups
 from reports.compare import compare_text, seed_groups
 from reports.exits import exits_table, exits_text
 from reports.families import FamilyGroup, family_groups
@@ -28,6 +30,7 @@ from reports.interactive import JS as EXPLORE_JS
 from reports.interactive import explore_section
 from reports.plots import (
     FrontPanel,
+    batch_figure,
     families_figure,
     fronts_figure,
     hypervolume_figure,
@@ -51,7 +54,7 @@ from supernet.errors import ConfigError, OutputError
 
 TITLE = "dynnas report"
 SECTIONS = {"overview": "Overview", "deployment": "Deployment", "fronts": "Fronts", "families": "Families",
-            "explore": "Explore", "hypervolume": "Hypervolume",
+            "batches": "Batch size", "explore": "Explore", "hypervolume": "Hypervolume",
             "algorithms": "Algorithms over seeds", "predictors": "Predicted vs measured", "exits": "Early exits",
             "exported": "Exported subnets", "comparison": "Comparison"}
 
@@ -98,6 +101,22 @@ def _families_section(groups: list[FamilyGroup]) -> list[str]:
     return parts
 
 
+def _batches_section(groups: list[BatchGroup]) -> list[str]:
+    """Each device and family's batch sizes: their fronts in one figure, a table and a sentence at the common
+    accuracy."""
+    parts = [_h2("batches", "Batch size: how the front moves with --batch")
+             + "<p class='note'>On each device and supernet family searched at more than one batch size: per "
+             "batch, the non-dominated union of its runs' combined fronts. Latencies here are per image (the "
+             "run's latency_ms, which is per batch, divided by its batch), so the batches compare on one scale. "
+             "The common accuracy is the best accuracy every batch's front reaches; “kept” counts the subnets "
+             "of the smallest batch's front that are also on this batch's front.</p>"]
+    for g in groups:
+        parts.append(f"<h3>{html.escape(g.label)}</h3>"
+                     + _img(batch_figure(g.label, g.fronts, g.level), f"batch sizes on {g.label}")
+                     + f"<p>{html.escape(g.text())}</p>" + table_html(g.table(), code_cols=("subnet at that accuracy",)))
+    return parts
+
+
 def _algorithms_section(views: list[RunView]) -> list[str]:
     parts = [_h2("algorithms", "Algorithms compared over seeds")]
     groups = seed_groups(views)
@@ -139,9 +158,9 @@ def render(views: list[RunView], deployments: list[tuple[Path, pd.DataFrame]] | 
     esc = html.escape
     several = len(views) > 1
     deployments = deployments or []
-    families = family_groups(views)
+    families, batches = family_groups(views), batch_groups(views)
     shown = [k for k in SECTIONS if (several or k not in ("algorithms", "comparison"))
-             and (deployments or k != "deployment") and (families or k != "families")]
+             and (deployments or k != "deployment") and (families or k != "families") and (batches or k != "batches")]
     parts = [f"<h1>dynnas search report</h1><p class='note'>{len(views)} run(s): "
              f"{esc(', '.join(str(v.folder) for v in views))}</p>",
              "<nav>" + "".join(f"<a href='#{k}'>{esc(SECTIONS[k])}</a>" for k in shown) + "</nav>"]
@@ -167,6 +186,8 @@ def render(views: list[RunView], deployments: list[tuple[Path, pd.DataFrame]] | 
             parts.append(table_html(v.baselines))
     if families:
         parts += _families_section(families)
+    if batches:
+        parts += _batches_section(batches)
     parts.append(_h2("explore", "Explore the fronts")
                  + "<p class='note'>Hover a point to see its arch string and figures; the same subnet is marked in "
                  "every panel.</p>" + explore_section(views))

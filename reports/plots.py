@@ -113,6 +113,29 @@ def families_figure(device: str, fronts: list[pd.DataFrame], level: float | None
     return fig
 
 
+def batch_figure(label: str, fronts: dict[int, pd.DataFrame], level: float | None = None) -> Figure:
+    """Each batch's front on one device and family in per-image latency (log axis), one colour per batch
+    (smallest first), and the common accuracy ``level`` as a horizontal line. Each front has columns accuracy,
+    image_ms (:func:`reports.batches.batch_front`)."""
+    fig = Figure(figsize=(7.2, 4.6), layout="constrained")
+    ax = fig.subplots()
+    for i, (batch, f) in enumerate(sorted(fronts.items())):
+        if f.empty:
+            continue
+        fr = f.sort_values("image_ms")
+        ax.step(fr["image_ms"], fr["accuracy"], where="post", marker="o", ms=3.5, lw=1.5,
+                color=COLORS[i % len(COLORS)], label=f"batch {batch} ({len(fr)} on the front)")
+    if level is not None:
+        ax.axhline(level, color="grey", lw=1, ls="--", label=f"common accuracy {100 * level:.2f} %")
+    ax.set_xscale("log")  # batches differ by their factor in ms/image: a log axis keeps each front's shape visible
+    ax.set_title(f"batch sizes on {label}", fontsize=10)
+    ax.set_xlabel("predicted latency per image (ms/image, log scale)")
+    ax.set_ylabel("predicted accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    return fig
+
+
 def hypervolume_figure(titles: list[str], histories: list[pd.DataFrame]) -> Figure:
     """Hypervolume against evaluations, one line per algorithm, one panel per run."""
     fig = Figure(figsize=(5.2 * len(titles), 3.6), layout="constrained")

@@ -10,7 +10,10 @@ compares the measured reference latencies with three predictions of the same ker
   refitted without the predicted model: leave-one-out (:func:`predictors.profile_quality.profile_quality`);
 * ``micro_roofline``: no fit at all, the micro-benchmark figures alone: ``t = max(flops / peak, bytes /
   bandwidth) + kernel_overhead`` (eta = 1);
-* ``micro_per_class``: no fit, each kernel at its op class's best measured rate and tiny-op overhead.
+* ``micro_per_class``: no fit, each kernel at its op class's best measured rate and tiny-op overhead;
+* ``micro_rates``: no fit, each kernel at the profile's measured ``op_rates`` (the median rate of its op class
+  and kernel size, :func:`predictors.roofline.kernel_rates`) plus the measured kernel overhead: what the
+  profile predicts before its roofline is fitted to any reference model.
 
 Run from the repository root (1-3 minutes on 2 cores; CPU-heavy, run nothing else)::
 
@@ -45,7 +48,7 @@ from predictors.kernels import Kernel  # noqa: E402
 from predictors.onnx_graph import runtime_fusion  # noqa: E402
 from predictors.profile_quality import profile_quality  # noqa: E402
 from predictors.reference_graphs import reference_kernels  # noqa: E402
-from predictors.roofline import FUSED_OPS, RooflineParams, fit_roofline, network_seconds  # noqa: E402
+from predictors.roofline import FUSED_OPS, RooflineParams, fit_roofline, kernel_rates, network_seconds  # noqa: E402
 
 # Kernel.op of the predictors -> op class of the micro-benchmarks
 OP_CLASS = {"conv": "conv", "dwconv": "dwconv", "linear": "gemm", "matmul": "gemm", "attention": "attention",
@@ -101,20 +104,22 @@ def run(threads: int, quick: bool, seed: int) -> dict[str, Any]:
         measured = pt.latency_ms.value
         roof = 1e3 * network_seconds(ks, micro.peak_flops, micro.bandwidth, bare)
         per_class = _per_class_ms(ks, result)
+        rates = 1e3 * network_seconds(ks, *kernel_rates(profile, ks, "fp32", None), bare)
         rows.append({"model": pt.model, "resolution": pt.resolution, "measured_ms": measured, "kernels": len(ks),
                      "gflop": sum(k.flops for k in ks) / 1e9,
                      "loo_ms": loo["loo_predicted_ms"], "loo_error_pct": loo["loo_error_pct"],
                      "fit_ms": loo["fit_predicted_ms"], "fit_error_pct": loo["fit_error_pct"],
                      "micro_roofline_ms": roof, "micro_roofline_error_pct": 100 * (roof / measured - 1),
-                     "micro_per_class_ms": per_class, "micro_per_class_error_pct": 100 * (per_class / measured - 1)})
+                     "micro_per_class_ms": per_class, "micro_per_class_error_pct": 100 * (per_class / measured - 1),
+                     "micro_rates_ms": rates, "micro_rates_error_pct": 100 * (rates / measured - 1)})
     print(f"\n{'model':<20} {'measured':>9} {'LOO':>9} {'err %':>7} {'micro':>9} {'err %':>7} {'per-class':>9} "
-          f"{'err %':>7}")
+          f"{'err %':>7} {'op rates':>9} {'err %':>7}")
     for r in rows:
         print(f"{r['model']:<20} {r['measured_ms']:>9.3f} {r['loo_ms']:>9.3f} {r['loo_error_pct']:>7.1f} "
               f"{r['micro_roofline_ms']:>9.3f} {r['micro_roofline_error_pct']:>7.1f} {r['micro_per_class_ms']:>9.3f} "
-              f"{r['micro_per_class_error_pct']:>7.1f}")
+              f"{r['micro_per_class_error_pct']:>7.1f} {r['micro_rates_ms']:>9.3f} {r['micro_rates_error_pct']:>7.1f}")
     summary = {name: _summary([r[f"{name}_error_pct"] for r in rows])
-               for name in ("loo", "fit", "micro_roofline", "micro_per_class")}
+               for name in ("loo", "fit", "micro_roofline", "micro_per_class", "micro_rates")}
     for name, s in summary.items():
         print(f"{name:<16} median |err| {s['median_abs_pct']:5.1f} %, max {s['max_abs_pct']:5.1f} %, "
               f"within 10 %: {s['within_10pct']}/{s['n']}, within 25 %: {s['within_25pct']}/{s['n']}")

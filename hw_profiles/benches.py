@@ -44,6 +44,7 @@ class Bench:
     kernels: int = 1
     tiny: bool = False
     feeds: Mapping[str, np.ndarray] | None = field(default=None, repr=False)  # fixed inputs (else seeded random)
+    kernel: int = 0  # the conv's kernel size (0: not a conv): op_rates are kept per class and kernel size
 
 
 def _vi(name: str, shape: Sequence[int], dtype: int = TensorProto.FLOAT) -> onnx.ValueInfoProto:
@@ -79,7 +80,7 @@ def conv_bench(rng: np.random.Generator, c: int, h: int, k: int, depth: int, *, 
     label = f"{kind} {k}x{k} {c}ch {h}x{h}"
     return Bench(f"{kind}:{k}x{k}:{c}x{h}", kind, label,
                  _model(nodes, [_vi("x0", (1, c, h, h))], _vi(f"x{depth}", (1, c, h, h)), inits), depth,
-                 2.0 * macs, 4.0 * (2 * act + c * cin * k * k + c), tiny=tiny)
+                 2.0 * macs, 4.0 * (2 * act + c * cin * k * k + c), tiny=tiny, kernel=k)
 
 
 def gemm_bench(rng: np.random.Generator, m: int, k: int, n: int, depth: int, *, tiny: bool = False) -> Bench:
@@ -229,6 +230,7 @@ def micro_benchmarks(quick: bool, seed: int = 0, *, max_tensor_bytes: float = 51
     if quick:
         convs = [(64, 28, 3), (128, 14, 3), (256, 14, 1)]
         dws = [(144, 28), (576, 7)]
+        dws5 = [(480, 14)]
         gemms = [(1, 1024, 1024), (197, 768, 768), (512, 512, 512)]
         attns = [(12, 197, 64)]
         adds = [2**14, 2**20, 2**23]
@@ -239,6 +241,7 @@ def micro_benchmarks(quick: bool, seed: int = 0, *, max_tensor_bytes: float = 51
         convs = [(32, 112, 3), (64, 56, 3), (128, 28, 3), (256, 14, 3), (512, 7, 3), (64, 56, 1), (256, 14, 1),
                  (1024, 7, 1)]
         dws = [(32, 112), (144, 56), (192, 28), (576, 14), (960, 7)]
+        dws5 = [(240, 28), (480, 14), (672, 14), (1152, 7)]  # EfficientNet's 5x5 depthwise stages
         gemms = [(1, 1280, 1000), (197, 768, 768), (197, 768, 3072), (512, 512, 512), (1024, 1024, 1024)]
         attns = [(12, 197, 64), (4, 784, 32), (8, 1024, 64)]
         adds = [2**14, 2**18, 2**21, 2**23, 2**25]
@@ -249,6 +252,7 @@ def micro_benchmarks(quick: bool, seed: int = 0, *, max_tensor_bytes: float = 51
     adds = [n for n in adds if 4 * n <= max_tensor_bytes] or adds[:1]
     out += [conv_bench(rng, c, h, k, 4) for c, h, k in convs]
     out += [conv_bench(rng, c, h, 3, 4, depthwise=True) for c, h in dws]
+    out += [conv_bench(rng, c, h, 5, 4, depthwise=True) for c, h in dws5]
     out += [gemm_bench(rng, m, k, n, 2) for m, k, n in gemms]
     out += [attention_bench(rng, hh, t, d, 2) for hh, t, d in attns]
     out += [elementwise_bench(n, 4) for n in adds]

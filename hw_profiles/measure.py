@@ -246,6 +246,8 @@ class MicroFit:
     overhead_us: dict[str, float]  # per-kernel cost of a tiny op of each class (o_class); "if": per If node
     kernel_overhead_us: float  # median of overhead_us over SINGLE_KERNEL_CLASSES
     best: dict[str, dict[str, Any]]  # class -> best rate (FLOP/s or B/s) with the bench that reached it
+    # "class" and "class-k<size>" -> median rate over the sized benches of that group, with their labels
+    rates: dict[str, dict[str, Any]]
     peak_flops: float  # max over compute classes
     peak_class: str
     bandwidth: float  # elementwise bytes/s beyond the caches
@@ -290,11 +292,21 @@ def fit_micro(benches: Sequence[Bench], ms: Mapping[str, float]) -> MicroFit:
         raise MeasurementError("the micro-benchmarks need at least one sized compute op and one sized elementwise "
                                "op besides the tiny chains; add them to the suite.")
     peak_class = max(measured, key=lambda c: best[c]["rate"])
+    groups: dict[str, list[dict[str, Any]]] = {}
+    kernel_of = {b.key: b.kernel for b in benches}
+    for r in rows:
+        if r["tiny"] or r["op_class"] == "if":
+            continue
+        groups.setdefault(r["op_class"], []).append(r)
+        if kernel_of[r["key"]]:
+            groups.setdefault(f"{r['op_class']}-k{kernel_of[r['key']]}", []).append(r)
+    rates = {key: {"rate": float(np.median([r["rate"] for r in rs])), "unit": rs[0]["rate_unit"],
+                   "labels": [r["label"] for r in rs]} for key, rs in groups.items()}
     # Bandwidth: the elementwise sizes whose three streams overflow the caches (>= 48 MiB moved per op),
     # else the largest one measured; the median of their byte rates.
     adds = sorted((r for r in rows if r["op_class"] == "elementwise" and not r["tiny"]), key=lambda r: r["bytes"])
     big = [r for r in adds if r["bytes"] >= 48 * 2**20] or adds[-1:]
-    return MicroFit(a, overhead, kernel_overhead, best, best[peak_class]["rate"], peak_class,
+    return MicroFit(a, overhead, kernel_overhead, best, rates, best[peak_class]["rate"], peak_class,
                     float(np.median([r["rate"] for r in big])), [r["label"] for r in big], rows)
 
 

@@ -69,6 +69,14 @@ def profile_document(settings: ProfileSettings, machine: Mapping[str, Any], micr
                 "derived": (f"kernel_overhead = median over op classes of o_class = (t_graph - t_session) / depth of a "
                             f"chain of ops doing almost no work; o_class (us): {overheads}; t_session = "
                             f"{micro.session_us:.3g} us, the intercept of 1-element Add chains over their length")}
+    op_rates = {}
+    for key, r in sorted(micro.rates.items()):
+        compute = r["unit"] == "FLOP/s"
+        what = "FLOPs" if compute else "bytes"
+        op_rates[key] = {"value": _sig(r["rate"] / (1e12 if compute else 1e9)), "unit": "TFLOP/s" if compute else "GB/s",
+                         "source": f"{measured_by}: {timing}",
+                         "derived": (f"rate_{key} = median of {what} / (t_op - o_class) over {len(r['labels'])} "
+                                     f"sized benches: {'; '.join(r['labels'])}")}
     if gpu and machine.get("gpu_memory_mib"):
         memory = {"value": _sig(machine["gpu_memory_mib"] * 2**20 / 1e9), "unit": "GB",
                   "source": f"nvidia-smi memory.total {machine['gpu_memory_mib']:g} MiB",
@@ -123,6 +131,7 @@ def profile_document(settings: ProfileSettings, machine: Mapping[str, Any], micr
         "calibration": points,
         "deploy": deploy,
         "notes": notes,
+        "op_rates": op_rates,
     }
 
 

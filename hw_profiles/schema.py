@@ -15,6 +15,12 @@ from hw_profiles.reference import REFERENCE_MODELS
 SCHEMA_VERSION = 1
 _SLUG = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 _PEAK_UNITS = ("TFLOP/s", "TOP/s")
+# Op classes a profile may give a measured rate for (``op_rates``), and the unit of each: compute classes in
+# FLOP/s, memory-bound ones in bytes/s. A key is the class (``dwconv``) or the class and a kernel size
+# (``dwconv-k5``).
+OP_RATE_UNITS = {"conv": _PEAK_UNITS, "dwconv": _PEAK_UNITS, "gemm": _PEAK_UNITS, "attention": _PEAK_UNITS,
+                 "norm": ("GB/s",), "elementwise": ("GB/s",), "pool": ("GB/s",), "data": ("GB/s",)}
+_OP_RATE_KEY = re.compile(r"^([a-z]+)(-k([1-9][0-9]?))?$")
 
 
 class PowerMode(Frozen):
@@ -124,6 +130,24 @@ class DeviceProfile(Frozen):
     measured: bool = Field(strict=True)
     deploy: str
     notes: str = ""
+    # Measured rates per op class (and kernel size) at ``default_precision`` (``dynnas profile`` writes them):
+    # the roofline uses them in place of the one peak and bandwidth (see predictors.roofline.kernel_rates).
+    op_rates: dict[str, Quantity] = Field(default_factory=dict)
+
+    @field_validator("op_rates")
+    @classmethod
+    def _op_rates(cls, v: dict[str, Quantity]) -> dict[str, Quantity]:
+        for key, q in v.items():
+            m = _OP_RATE_KEY.match(key)
+            if m is None or m.group(1) not in OP_RATE_UNITS:
+                raise ValueError(f"op_rates key {key!r} must be an op class or class-k<size> (e.g. dwconv-k5) of: "
+                                 f"{', '.join(OP_RATE_UNITS)}")
+            expect_unit(q, OP_RATE_UNITS[m.group(1)], f"op_rates.{key}")
+        return v
+
+    def op_rate(self, op_class: str, kernel: int = 0) -> Quantity | None:
+        """The measured rate of ``op_class`` at kernel size ``kernel`` (else of the class), or ``None``."""
+        return self.op_rates.get(f"{op_class}-k{kernel}") or self.op_rates.get(op_class)
 
     @field_validator("schema_version")
     @classmethod

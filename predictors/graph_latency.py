@@ -1,9 +1,11 @@
 """Per-kernel roofline latency of any kernel list (e.g. from :mod:`predictors.onnx_graph`) on a device.
 
 Published profiles (``measured: false``) use the roofline fitted on their calibration points
-(:func:`predictors.roofline.fit_roofline`); a profile without calibration points (``host``) uses
-the fit's priors: ``eta_c = PRIOR_ETA_C``, ``eta_m = PRIOR_ETA_M`` and the profile's cited kernel
-overhead (an uncalibrated estimate, flagged ``calibrated: false``). Every kernel is one launch
+(:func:`predictors.roofline.fit_roofline`); a profile without calibration points (the nominal ``host``)
+uses the fit's priors (:func:`predictors.roofline.prior_etas` and the profile's cited kernel overhead:
+an uncalibrated estimate, flagged ``calibrated: false``). A profile made by ``dynnas profile`` gives
+measured rates per op class and kernel size (``op_rates``), which replace the one peak and bandwidth
+kernel by kernel (:func:`predictors.roofline.kernel_rates`). Every kernel is one launch
 and pays the overhead; a kernel is ``compute``-, ``memory``- or ``overhead``-bound by whichever of
 its three times is largest.
 """
@@ -14,10 +16,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from hw_profiles import DeviceProfile
 from predictors.errors import CalibrationError
 from predictors.kernels import Kernel
-from predictors.roofline import BYTES_PER_ELEMENT, PRIOR_ETA_C, PRIOR_ETA_M, RooflineParams, fit_roofline
+from predictors.roofline import BYTES_PER_ELEMENT, RooflineParams, fit_roofline, kernel_rates, prior_etas
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +59,7 @@ def device_params(profile: DeviceProfile) -> tuple[RooflineParams, bool]:
     """The profile's roofline parameters and whether they were fitted (``False``: priors only)."""
     if profile.calibration:
         return fit_roofline(profile)[0], True
-    return RooflineParams(PRIOR_ETA_C, PRIOR_ETA_M, profile.kernel_overhead.value * 1e-6), False
+    return RooflineParams(*prior_etas(profile), profile.kernel_overhead.value * 1e-6), False
 
 
 def check_precision(profile: DeviceProfile, precision: str | None) -> str:
@@ -75,9 +79,11 @@ def predict_graph(kernels: Sequence[Kernel], profile: DeviceProfile, *, precisio
     p, calibrated = params or device_params(profile)
     peak = profile.peak_ops_per_s(precision) * profile.compute_scale(mode)
     bw = profile.memory_bandwidth.value * 1e9
+    peaks, bws = (np.broadcast_to(r, (len(kernels),)) for r in kernel_rates(profile, kernels, precision, mode))
     times = []
-    for k in kernels:
-        parts = {"compute": k.flops / (p.eta_c * peak), "memory": k.bytes / (p.eta_m * bw), "overhead": p.overhead_s}
+    for k, k_peak, k_bw in zip(kernels, peaks, bws, strict=True):
+        parts = {"compute": k.flops / (p.eta_c * k_peak), "memory": k.bytes / (p.eta_m * k_bw),
+                 "overhead": p.overhead_s}
         roof = max(parts["compute"], parts["memory"])
         bound = "overhead" if p.overhead_s > roof else max(("compute", "memory"), key=parts.__getitem__)
         times.append(KernelTime(k, 1e6 * (roof + p.overhead_s), bound))

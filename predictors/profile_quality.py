@@ -21,12 +21,12 @@ import numpy as np
 
 from hw_profiles import CalibrationPoint, DeviceProfile
 from predictors.roofline import (
-    PRIOR_ETA_C,
-    PRIOR_ETA_M,
     RooflineParams,
     fit_roofline,
+    kernel_rates,
     network_seconds,
     point_kernels,
+    prior_etas,
 )
 
 # Fewer published points than this and the roofline's three parameters (eta_c, eta_m, overhead)
@@ -60,13 +60,12 @@ class ProfileQuality:
 def point_ms(profile: DeviceProfile, point: CalibrationPoint, params: RooflineParams) -> float:
     """The roofline's latency (ms) for one calibration point with ``params``."""
     kernels = point_kernels(profile, point)
-    peak = profile.peak_ops_per_s(point.precision) * profile.compute_scale(point.power_mode)
-    return 1e3 * network_seconds(kernels, peak, profile.memory_bandwidth.value * 1e9, params)
+    return 1e3 * network_seconds(kernels, *kernel_rates(profile, kernels, point.precision, point.power_mode), params)
 
 
 def prior_params(profile: DeviceProfile) -> RooflineParams:
     """The roofline parameters the priors alone give (the fit of an empty calibration set)."""
-    return RooflineParams(PRIOR_ETA_C, PRIOR_ETA_M, profile.kernel_overhead.value * 1e-6)
+    return RooflineParams(*prior_etas(profile), profile.kernel_overhead.value * 1e-6)
 
 
 def fit_params(profile: DeviceProfile, points: tuple[CalibrationPoint, ...], *, loss: str = "linear") -> RooflineParams:

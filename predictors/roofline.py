@@ -54,6 +54,45 @@ class RooflineParams:
     overhead_s: float
 
 
+# Kernel.op -> the op class of a profile's measured ``op_rates`` (hw_profiles.schema.OP_RATE_UNITS)
+OP_RATE_CLASS = {"conv": "conv", "dwconv": "dwconv", "linear": "gemm", "matmul": "gemm", "attention": "attention",
+                 "norm": "norm", "add": "elementwise", "mul": "elementwise", "act": "elementwise",
+                 "elementwise": "elementwise", "decide": "elementwise", "pool": "pool", "maxpool": "pool",
+                 "data": "data", "reduce": "data"}
+Rate = float | np.ndarray
+
+
+def kernel_rates(profile: DeviceProfile, kernels: Sequence[Kernel], precision: str,
+                 power_mode: str | None) -> tuple[Rate, Rate]:
+    """Peak compute (FLOP/s) and bandwidth (B/s) each kernel runs at on ``profile``.
+
+    The profile's peak and memory bandwidth (scalars) unless it gives measured ``op_rates`` (``dynnas profile``
+    does) and ``precision`` is its default one: then per kernel, the rate of its op class at its kernel size
+    (else of the class), compute rates scaled to ``power_mode``'s clocks. The efficiencies ``eta_c``/``eta_m``
+    multiply these rates either way.
+    """
+    peak = _peak(profile, precision, power_mode)
+    bw = profile.memory_bandwidth.value * 1e9
+    if not profile.op_rates or precision != profile.default_precision:
+        return peak, bw
+    scale = profile.compute_scale(power_mode)
+    comp, mem = np.full(len(kernels), peak), np.full(len(kernels), bw)
+    for i, k in enumerate(kernels):
+        q = profile.op_rate(OP_RATE_CLASS.get(k.op, "elementwise"), k.kernel)
+        if q is None:
+            continue
+        if q.unit == "GB/s":
+            mem[i] = q.value * 1e9
+        else:
+            comp[i] = q.value * 1e12 * scale
+    return comp, mem
+
+
+def prior_etas(profile: DeviceProfile) -> tuple[float, float]:
+    """Prior efficiencies: fractions of a published peak (``PRIOR_ETA_C``, ``PRIOR_ETA_M``), or 1 of measured rates."""
+    return (1.0, 1.0) if profile.op_rates else (PRIOR_ETA_C, PRIOR_ETA_M)
+
+
 def _arrays(kernels: Sequence[Kernel]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     flops = np.array([k.flops for k in kernels], dtype=float)
     nbytes = np.array([k.bytes for k in kernels], dtype=float)
@@ -61,8 +100,8 @@ def _arrays(kernels: Sequence[Kernel]) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return flops, nbytes, launches
 
 
-def network_seconds(kernels: Sequence[Kernel], peak_ops: float, bandwidth: float, p: RooflineParams) -> float:
-    """Roofline latency of a kernel list, in seconds."""
+def network_seconds(kernels: Sequence[Kernel], peak_ops: Rate, bandwidth: Rate, p: RooflineParams) -> float:
+    """Roofline latency of a kernel list, in seconds (rates: scalars, or one per kernel from :func:`kernel_rates`)."""
     flops, nbytes, launches = _arrays(kernels)
     t = np.maximum(flops / (p.eta_c * peak_ops), nbytes / (p.eta_m * bandwidth))
     return float(t.sum() + p.overhead_s * launches.sum())
@@ -94,27 +133,29 @@ def fit_roofline(profile: DeviceProfile, *, loss: str = "linear") -> tuple[Roofl
         raise CalibrationError(
             f"device '{profile.name}' has measured: false but no calibration points, so its roofline cannot be "
             "fitted; add published latencies under `calibration:` or set `measured: true` to time it here.")
-    bandwidth = profile.memory_bandwidth.value * 1e9
     overhead0 = profile.kernel_overhead.value * 1e-6
     cases = []
     for pt in points:
         ks = point_kernels(profile, pt)
-        cases.append((*_arrays(ks), _peak(profile, pt.precision, pt.power_mode), pt.latency_ms.value * 1e-3))
+        cases.append((*_arrays(ks), *kernel_rates(profile, ks, pt.precision, pt.power_mode),
+                      pt.latency_ms.value * 1e-3))
 
     def predict(theta: np.ndarray) -> np.ndarray:
         eta_c, eta_m, overhead = np.exp(theta)
-        return np.array([np.maximum(f / (eta_c * peak), b / (eta_m * bandwidth)).sum() + overhead * n.sum()
-                         for f, b, n, peak, _ in cases])
+        return np.array([np.maximum(f / (eta_c * peak), b / (eta_m * bw)).sum() + overhead * n.sum()
+                         for f, b, n, peak, bw, _ in cases])
 
     measured = np.array([c[-1] for c in cases])
-    prior = np.log([PRIOR_ETA_C, PRIOR_ETA_M, overhead0])
+    prior = np.log([*prior_etas(profile), overhead0])
     weights = np.array([PRIOR_WEIGHT_ETA, PRIOR_WEIGHT_ETA, PRIOR_WEIGHT_OVERHEAD])
 
     def residuals(theta: np.ndarray) -> np.ndarray:
         return np.concatenate([np.log(predict(theta)) - np.log(measured), weights * (theta - prior)])
 
+    # a published peak cannot be beaten (eta <= 1); a measured rate can, a little, inside a whole network
+    eta_max = 3.0 if profile.op_rates else 1.0
     lower = np.log([1e-3, 1e-3, overhead0 / 10])
-    upper = np.log([1.0, 1.0, overhead0 * 10])
+    upper = np.log([eta_max, eta_max, overhead0 * 10])
     best = None
     for ec, em in itertools.product((0.05, 0.2, 0.6), (0.1, 0.4, 0.9)):
         x0 = np.log([ec, em, overhead0])
@@ -146,10 +187,12 @@ class RooflinePredictor:
         self.bandwidth = profile.memory_bandwidth.value * 1e9
         self.bytes_per_element = BYTES_PER_ELEMENT[self.precision]
         self.arch_num_classes = int(arch_config.num_classes)
-        self.table = UnitTable.build(
-            arch_config, lambda ks: 1e3 * network_seconds(ks, self.peak_ops, self.bandwidth, params),
-            bytes_per_element=self.bytes_per_element, batch=batch)
+        self.table = UnitTable.build(arch_config, self._ms, bytes_per_element=self.bytes_per_element, batch=batch)
         self.batch = batch
+
+    def _ms(self, kernels: Sequence[Kernel]) -> float:
+        return 1e3 * network_seconds(kernels, *kernel_rates(self.profile, kernels, self.precision, self.power_mode),
+                                     self.params)
 
     def predict_ms(self, subnets: Sequence[SubnetConfig]) -> np.ndarray:
         """Predicted batch-1 latency of each subnet (exits off), in ms."""
@@ -172,11 +215,11 @@ class RooflinePredictor:
         n = self.arch_num_classes
         k = to_kernel({"name": "scout.decide", "op": "decide", "cin": n, "cout": n, "kernel": 1, "stride": 1,
                        "groups": 1, "h_in": 1, "h_out": 1, "macs": 0}, bytes_per_element=self.bytes_per_element)
-        return 1e3 * network_seconds([k], self.peak_ops, self.bandwidth, self.params)
+        return self._ms([k])
 
     def kernels_ms(self, kernels: Sequence[Kernel]) -> float:
         """Latency of any kernel list on this device (e.g. a reference model), in ms."""
-        return 1e3 * network_seconds(kernels, self.peak_ops, self.bandwidth, self.params)
+        return self._ms(kernels)
 
     def describe(self) -> dict[str, Any]:
         res = np.array([r["residual_pct"] for r in self.fit_rows])

@@ -46,8 +46,14 @@ def test_quick_profile_round_trips(quick_profile: Path) -> None:
     for point in profile.calibration:
         assert 0.1 < point.latency_ms.value < 5000 and point.power_mode == "measured"
         assert point.source.startswith("measured by dynnas profile on ") and "onnxruntime" in point.source
+    # measured rates per op class and kernel size, in the schema's units, each with its benches named
+    assert {"conv", "conv-k3", "conv-k1", "dwconv-k3", "dwconv-k5", "gemm", "elementwise"} <= set(profile.op_rates)
+    assert profile.op_rates["conv"].unit == "TFLOP/s" and profile.op_rates["norm"].unit == "GB/s"
+    assert "dwconv 5x5" in profile.op_rates["dwconv-k5"].derived
+    assert 1e8 <= profile.op_rates["dwconv-k5"].value * 1e12 <= peak * 1.001
     params, rows = fit_roofline(profile)
-    assert 0 < params.eta_c <= 1 and 0 < params.eta_m <= 1 and params.overhead_s > 0
+    # the efficiencies scale measured rates: a whole network may run a little faster than its isolated ops
+    assert 0 < params.eta_c <= 3 and 0 < params.eta_m <= 3 and params.overhead_s > 0
     assert all(abs(r["residual_pct"]) < 100 for r in rows)
     lat = predict_graph(graph_kernels(reference_graph("resnet50", weights="shape-only")), profile)
     assert lat.calibrated and 1 < lat.total_ms < 10_000

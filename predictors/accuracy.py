@@ -406,6 +406,12 @@ class AccuracyPredictor:
         space = self._space()
         n_choices = len(space.width_choices)
         enc = space.encode_many(subnets)
+        if space.token_methods:  # no token reduced: the method gene changes nothing, so it is no feature either
+            names = space.gene_names
+            t = [i for i, g in enumerate(names) if g.startswith("t") and g[1:].isdigit()]
+            full = (enc[:, t] == len(space.token_choices) - 1).all(axis=1)
+            enc = enc.copy()
+            enc[full, names.index("method")] = 0
         widths = enc[:, : space.n_blocks]
         frac = np.asarray(space.width_choices)[widths]
         onehot = np.zeros((len(widths), space.n_blocks * n_choices))

@@ -151,3 +151,19 @@ def test_extend_tops_up_to_exactly_what_one_larger_collection_measures(tiny_supe
     assert grown.records[:12] == small.records and grown.records == direct.records
     assert grown.meta["extended_from"]["n_samples"] == 12
     assert json.loads((tmp_path / "net.accuracy.json").read_text())["records"] == direct.records
+
+
+def test_the_method_gene_is_no_feature_when_no_token_is_reduced() -> None:
+    from supernet.vit import PRESETS as VIT
+
+    config = VIT["cifar-vit"]
+    space = config.space()
+    pred = AccuracyPredictor(config)
+    pred.space = space
+    full = space.largest()
+    assert full.method == 0 and set(full.tokens) == {len(space.token_choices) - 1}
+    x = pred.features([full, space.replace(full, method=1)])
+    assert np.array_equal(x[0], x[1])  # one network, one feature row
+    cut = space.replace(full, tokens=(1, 1, 0, 0))
+    y = pred.features([cut, space.replace(cut, method=1)])
+    assert not np.array_equal(y[0], y[1])  # with tokens reduced, top-k and ToMe are different networks

@@ -23,8 +23,8 @@ from hw_profiles import (
 )
 from predictors.errors import CalibrationError
 from predictors.graph_latency import check_precision
-from predictors.reference_graphs import reference_kernels
 from predictors.profile_quality import confidence_of, point_ms, prior_params
+from predictors.reference_graphs import reference_kernels
 from predictors.roofline import BYTES_PER_ELEMENT, RooflinePredictor, fit_roofline, network_seconds
 from supernet.cnn import CNNConfig
 from tests.cli import fails_cleanly

@@ -26,9 +26,8 @@ def quick_profile(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_quick_profile_round_trips(quick_profile: Path) -> None:
     from predictors.graph_latency import predict_graph
-    from predictors.reference_graphs import reference_kernels
     from predictors.onnx_graph import graph_kernels
-    from predictors.reference_graphs import reference_graph
+    from predictors.reference_graphs import reference_graph, reference_kernels
     from predictors.roofline import fit_roofline, roofline_predictor
     from supernet.cnn import PRESETS
 

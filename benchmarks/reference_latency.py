@@ -47,7 +47,6 @@ from common import save  # noqa: E402
 
 from hw_profiles import REFERENCE_MODELS, DeviceProfile, list_profiles, load_profile  # noqa: E402
 from predictors.graph_latency import predict_graph  # noqa: E402
-from predictors.kernels import Kernel  # noqa: E402
 from predictors.onnx_graph import runtime_fusion  # noqa: E402
 from predictors.profile_quality import fit_params  # noqa: E402
 from predictors.reference_graphs import reference_kernels  # noqa: E402
@@ -217,13 +216,9 @@ def build_rows(csv_rows: Iterable[Mapping[str, str]],
 # ---- predictions ------------------------------------------------------------------------------
 
 
-def _graph_kernels(model: str, resolution: int, batch: int, precision: str, fusion: str) -> list[Kernel]:
-    return reference_kernels(model, resolution, BYTES_PER_ELEMENT[precision], batch=batch, fusion=fusion)
-
-
 def _graph_ms(profile: DeviceProfile, model: str, resolution: int, batch: int, precision: str, mode: str,
               params: RooflineParams) -> tuple[float, int]:
-    ks = _graph_kernels(model, resolution, batch, precision, fusion_of(profile))
+    ks = reference_kernels(model, resolution, BYTES_PER_ELEMENT[precision], batch=batch, fusion=fusion_of(profile))
     lat = predict_graph(ks, profile, precision=precision, power_mode=mode, params=(params, True))
     return lat.total_ms, len(ks)
 
@@ -303,7 +298,7 @@ def matrix(profiles: Mapping[str, DeviceProfile], fits: Mapping[str, Fits]) -> l
     for name, profile in profiles.items():
         prec, mode = profile.default_precision, profile.default_power_mode
         for model, ref in REFERENCE_MODELS.items():
-            ks = _graph_kernels(model, ref.resolution, 1, prec, fusion_of(profile))
+            ks = reference_kernels(model, ref.resolution, BYTES_PER_ELEMENT[prec], fusion=fusion_of(profile))
             lat = predict_graph(ks, profile, precision=prec, power_mode=mode, params=(fits[name].full, True))
             bounds: dict[str, float] = {}
             for t in lat.kernels:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -192,18 +192,15 @@ def profile_yaml(result: MeasuredProfile) -> str:
     return "\n".join(head) + "\n" + body
 
 
-def write_profile(path: Path, result: MeasuredProfile) -> DeviceProfile:
-    """Write the profile atomically (temp file beside ``path``, checked with the loader, then ``os.replace``)."""
-    from hw_profiles.loader import load_profile
-
-    path = Path(path)
-    text = profile_yaml(result)
+def _write_atomic(path: Path, text: str, check: Callable[[Path], Any] | None = None) -> Any:
+    """Write ``text`` to a temp file beside ``path``, run ``check`` on it (its result is returned), then
+    ``os.replace`` it into place (umask permissions); on any failure nothing is left behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
-        profile = load_profile(Path(tmp))  # what a later `--device FILE` will read
+        out = check(Path(tmp)) if check is not None else None
         mask = os.umask(0)
         os.umask(mask)
         os.chmod(tmp, 0o666 & ~mask)
@@ -211,7 +208,14 @@ def write_profile(path: Path, result: MeasuredProfile) -> DeviceProfile:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return profile
+    return out
+
+
+def write_profile(path: Path, result: MeasuredProfile) -> DeviceProfile:
+    """Write the profile atomically (temp file beside ``path``, checked with the loader, then ``os.replace``)."""
+    from hw_profiles.loader import load_profile
+
+    return _write_atomic(Path(path), profile_yaml(result), load_profile)  # what a later `--device FILE` reads
 
 
 def install_host(result: MeasuredProfile) -> tuple[Path, DeviceProfile]:
@@ -226,13 +230,5 @@ def install_host(result: MeasuredProfile) -> tuple[Path, DeviceProfile]:
     profile = write_profile(path, result)
     meta = {"machine_key": machine_key(), "written": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "profile": path.name, "command": "dynnas profile --install"}
-    target = machine_path(path)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(meta, f, indent=1)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    _write_atomic(machine_path(path), json.dumps(meta, indent=1))
     return path, profile

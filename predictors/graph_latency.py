@@ -81,7 +81,7 @@ def predict_graph(kernels: Sequence[Kernel], profile: DeviceProfile, *, precisio
     bw = profile.memory_bandwidth.value * 1e9
     peaks, bws = (np.broadcast_to(r, (len(kernels),)) for r in kernel_rates(profile, kernels, precision, mode))
     times = []
-    for k, k_peak, k_bw in zip(kernels, peaks, bws, strict=True):
+    for k, k_peak, k_bw in zip(kernels, peaks.tolist(), bws.tolist(), strict=True):  # plain floats, as before
         parts = {"compute": k.flops / (p.eta_c * k_peak), "memory": k.bytes / (p.eta_m * k_bw),
                  "overhead": p.overhead_s}
         roof = max(parts["compute"], parts["memory"])

@@ -24,9 +24,13 @@ HOST = "host"
 
 
 def installed_dir() -> Path:
-    """``$DYNNAS_CACHE/profiles`` (default ``~/.cache/dynnas/profiles``)."""
+    """``$DYNNAS_CACHE/profiles`` (default ``~/.cache/dynnas/profiles``).
+
+    The same rule as :func:`supernet.files.cache_root`, restated because ``hw_profiles`` imports no other
+    dynnas package (it runs where only onnxruntime is installed).
+    """
     env = os.environ.get("DYNNAS_CACHE")
-    return (Path(env) if env else Path.home() / ".cache" / "dynnas") / "profiles"
+    return (Path(env).expanduser() if env else Path.home() / ".cache" / "dynnas") / "profiles"
 
 
 def installed_host_path() -> Path:

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from hw_profiles import ProfileError
 from supernet.errors import DynnasError
+from supernet.files import cache_root
 
 EXIT_USAGE = 2
 
@@ -50,8 +51,7 @@ _ACCESS_FIXES = {
 
 def _in_cache(filename: str) -> Path | None:
     """The dynnas cache folder (``$DYNNAS_CACHE`` or ``~/.cache/dynnas``) when ``filename`` lies in it."""
-    env = os.environ.get("DYNNAS_CACHE")
-    root = Path(env).expanduser() if env else Path.home() / ".cache" / "dynnas"
+    root = cache_root()
     try:
         return root if Path(filename).absolute().is_relative_to(root.absolute()) else None
     except (OSError, ValueError):

@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from predictors.kernels import Kernel, exit_kernels, layer_kernels
 from supernet.cost import CostedConfig, check_costed, unit_of
 from supernet.errors import ConfigError
+from supernet.files import cache_root
 from supernet.space import SubnetConfig
 
 __all__ = ["UnitTable", "arch_hash", "cache_root", "check_costed", "macs_table", "unit_key", "unit_of", "units"]
@@ -44,12 +43,6 @@ def arch_hash(arch_config: CostedConfig) -> str:
     """Stable 16-hex-digit hash of an architecture config (cache keys)."""
     text = json.dumps({"family": arch_config.family, **arch_config.to_dict()}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def cache_root() -> Path:
-    """``$DYNNAS_CACHE`` or ``~/.cache/dynnas``."""
-    env = os.environ.get("DYNNAS_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "dynnas"
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from supernet.errors import DatasetError, unknown
+from supernet.files import cache_root
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -138,7 +139,7 @@ def _cached(files: list[Path], resolution: int | None, decode: Callable[[], np.n
     for f in files:
         st = f.stat()
         h.update(f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-    cache = Path(os.environ.get("DYNNAS_CACHE", Path.home() / ".cache" / "dynnas")) / "images"
+    cache = cache_root() / "images"
     path = cache / f"{h.hexdigest()[:20]}.npy"
     if path.exists():
         try:

@@ -13,7 +13,13 @@ from typing import Any
 
 from supernet.errors import CheckpointError, OutputError
 
-__all__ = ["atomic_write", "ensure_writable", "read_json", "remove_empty_dirs", "sha256", "write_json"]
+__all__ = ["atomic_write", "cache_root", "ensure_writable", "read_json", "remove_empty_dirs", "sha256", "write_json"]
+
+
+def cache_root() -> Path:
+    """The dynnas cache folder: ``$DYNNAS_CACHE`` or ``~/.cache/dynnas`` (``~`` expanded)."""
+    env = os.environ.get("DYNNAS_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "dynnas"
 
 
 def _umask() -> int:

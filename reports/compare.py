@@ -30,8 +30,9 @@ def chosen(view: RunView) -> pd.DataFrame:
     return choose_subnets(combined_front(view.folder), 5)
 
 
-def _mean_widths(space: object, archs: pd.Series) -> list[float]:
-    fr = np.asarray([space.width_fractions(space.parse(str(a))) for a in archs], dtype=float)  # type: ignore[attr-defined]
+def _mean_widths(view: RunView, archs: pd.Series) -> list[float]:
+    space = view.space
+    fr = np.asarray([space.width_fractions(view.run.parse_arch(str(a))) for a in archs], dtype=float)
     return fr.mean(axis=0).tolist()
 
 
@@ -50,8 +51,8 @@ def compare_text(views: list[RunView]) -> list[str]:
     base, base_c = views[0], picks[0]
     for v, c in zip(views[1:], picks[1:], strict=True):
         if same_space:
-            wa = _mean_widths(spaces[0], base_c["arch"])
-            wb = _mean_widths(spaces[0], c["arch"])
+            wa = _mean_widths(base, base_c["arch"])
+            wb = _mean_widths(v, c["arch"])
             gaps = [(i, a, b) for i, (a, b) in enumerate(zip(wa, wb, strict=True)) if abs(a - b) >= WIDTH_GAP]
             profile = (f"mean width per block (block 1…{len(wa)}): {base.device} "
                        f"{'/'.join(f'{x:.2f}' for x in wa)}, {v.device} {'/'.join(f'{x:.2f}' for x in wb)}")

@@ -371,6 +371,43 @@ class RunRecord(_Record):
 
         return SearchSpace.from_dict(self.supernet.space)
 
+    def supernet_config(self) -> Any:
+        """The supernet's typed config (``supernet.registry.config_from_dict``), or None when run.json stores
+        none or one this version cannot read."""
+        if not isinstance(self.supernet.config, dict):
+            return None
+        from supernet.errors import ConfigError
+        from supernet.registry import config_from_dict
+
+        space = self.search_space()
+        family = self.supernet.family or self.supernet.config.get("family") or getattr(space, "family", None)
+        try:
+            return config_from_dict(family or "cnn", self.supernet.config)
+        except (ConfigError, TypeError):
+            return None
+
+    def parse_arch(self, arch: str) -> Any:
+        """``arch`` as a :class:`supernet.space.SubnetConfig`: in the searched space, or else in the supernet's
+        own space (an export of an ``--exits off`` search writes arch.json there, ``_x0…``). Width, head and
+        token genes mean the same in both. Raises :class:`supernet.errors.ArchStringError` when neither fits."""
+        import dataclasses
+
+        from supernet.errors import ArchStringError
+
+        space = self.search_space()
+        try:
+            if space is None:
+                raise ArchStringError(f"run.json stores no search space to parse '{arch}' in")
+            return space.parse(str(arch))
+        except ArchStringError:
+            config = self.supernet_config()
+            if config is None:
+                raise
+            own = config.space()
+            if space is not None:
+                own = dataclasses.replace(own, n_cascade=space.n_cascade)
+            return own.parse(str(arch))
+
     def problem_key(self) -> tuple[Any, ...]:
         """What must agree for two runs to be seeds of the same search problem (everything but the seed,
         the algorithms and the output folder)."""

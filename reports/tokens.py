@@ -24,7 +24,7 @@ import pandas as pd
 
 from reports.fronts import accuracy_latency_box, front_rows, hypervolume, objectives
 from reports.run_folder import ExportedSubnet, RunRecord
-from supernet.errors import ArchStringError, ConfigError
+from supernet.errors import ArchStringError
 from supernet.space import SearchSpace, SubnetConfig
 
 METHOD_NAMES = {"tome": "ToMe", "topk": "top-k"}  # how the page names supernet.space.TOKEN_METHODS
@@ -55,15 +55,7 @@ class TokenSchedule:
         space = run.search_space()
         if space is None or not space.n_token_positions:
             return None
-        config = None
-        family = run.supernet.family or space.family
-        if isinstance(run.supernet.config, dict):
-            from supernet.registry import config_from_dict
-
-            try:
-                config = config_from_dict(family, run.supernet.config)
-            except (ConfigError, TypeError):  # an unknown or older config: fall back to the keep ratios
-                config = None
+        config = run.supernet_config()  # None for an unknown or older config: the keep ratios still read
         if config is not None and not hasattr(config, "block_plan"):
             config = None
         return cls(space=space, config=config)

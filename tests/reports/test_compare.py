@@ -127,3 +127,19 @@ def test_seeds_of_a_three_objective_search_compare_in_3d(sn, tmp_path):
     out = tmp_path / "mem.html"
     ok(["report", *map(str, runs), "--out", str(out)])
     assert html.escape(group.ranking()) in out.read_text()
+
+
+def test_an_old_run_and_an_exits_off_run_with_exports_compare(sn, tmp_path):
+    """The v2 host run (written before exits existed) beside a new ``--exits off`` host search that exported
+    subnets: both search the same exit-free space, and the new exports' arch.json is in the supernet's own
+    space (``_x0…``), which the comparison parses too."""
+    new = tmp_path / "host-exits-off"
+    ok(["search", "--device", "host", "--supernet", str(sn), "--bn", "switchable", "--accuracy-samples", "32",
+        "--budget", str(BUDGET), "--top", "1", "--algorithm", "random", "--exits", "off", "--seed", "0",
+        "--out", str(new)])
+    views = [load_view(V2_RUNS[1]), load_view(new)]
+    assert views[1].exported
+    out = tmp_path / "both.html"
+    ok(["report", str(V2_RUNS[1]), str(new), "--out", str(out)])
+    text = out.read_text()
+    assert "mean width per block" in html.unescape(text)

@@ -76,16 +76,27 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> None:
         raise OutputError(f"cannot write ONNX file '{path}' ({e.strerror}); pass a writable path.") from None
 
 
-def session(model: Path | bytes, *, threads: int = 1) -> ort.InferenceSession:
-    """An onnxruntime CPU session set up as the measurement protocol says."""
+def session_options(threads: int = 1, *, level: ort.GraphOptimizationLevel = ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+                    profile_prefix: str | None = None) -> ort.SessionOptions:
+    """The measurement protocol's session options: ``threads`` intra-op threads, one inter-op thread,
+    sequential execution, graph optimisations at ``level``; with ``profile_prefix``, onnxruntime's profiler on."""
     if threads < 1:
         raise ConfigError(f"`threads` must be >= 1, but got {threads}.")
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.graph_optimization_level = level
     so.log_severity_level = 3  # errors only
+    if profile_prefix is not None:
+        so.enable_profiling = True
+        so.profile_file_prefix = profile_prefix
+    return so
+
+
+def session(model: Path | bytes, *, threads: int = 1) -> ort.InferenceSession:
+    """An onnxruntime CPU session set up as the measurement protocol says."""
+    so = session_options(threads)
     src = model if isinstance(model, bytes) else str(model)
     if not isinstance(model, bytes) and not Path(model).is_file():
         raise ConfigError(f"ONNX file '{model}' does not exist; export it first.")
@@ -349,12 +360,7 @@ def measure_optimisation_penalty(model: Path | bytes, input_shape: tuple[int, ..
     slower for these CNNs). The host latency model scales the work inside exit branches by this.
     """
     fast = session(model, threads=threads)
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    so.log_severity_level = 3
+    so = session_options(threads, level=ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED)
     slow = ort.InferenceSession(model if isinstance(model, bytes) else str(model), so,
                                 providers=["CPUExecutionProvider"])
     feeds = _feeds(fast, input_shape, seed)

@@ -40,9 +40,11 @@ train-default: setup
 	  --samples 220 --ceiling 50 --recal-seeds 2 --sample-val 300 --cascade 2 --seed 0
 
 # Reproduces the shipped ViT (see README: "The shipped ViT"): width/head stages, the token-schedule stage and the
-# exit stage in one run (about 95 min on 2 busy cores), then its predictor data and evaluation sample.
+# exit stage in one run (28 epochs, 62 min on 2 otherwise idle cores), then its predictor data and evaluation
+# sample (7 min). The same train command with --stop-at 22 --out runs/cifar-vit-ps writes the post-hoc supernet
+# of benchmarks/token_reduction.py (the state after the width/head stages, before the token stage).
 train-vit-default: setup
-	$(BIN)/dynnas train --family vit --preset cifar-vit --dataset cifar10:$(CIFAR) --stage-epochs 8,2,2,2 \
+	$(BIN)/dynnas train --family vit --preset cifar-vit --dataset cifar10:$(CIFAR) --stage-epochs 16,2,2,2 \
 	  --token-epochs 4 --exit-epochs 2 --exit-route joint --optimizer adamw --lr 1e-3 --weight-decay 0.05 \
 	  --warmup-epochs 1 --n-random 1 --batch-size 128 --seed 0 --out runs/cifar-vit
 	cp runs/cifar-vit/supernet.safetensors supernet/pretrained/cifar10-vit.safetensors

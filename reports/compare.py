@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from reports.fronts import hypervolume_trace, union_box
-from reports.run_folder import HVReference, choose_subnets, combined_front
+from reports.run_folder import HVReference, choose_subnets, combined_front, parse_arch_in
 from reports.view import RunView
 
 WIDTH_GAP = 0.15  # per-block mean width differences at least this large are named in the comparison
@@ -31,8 +31,8 @@ def chosen(view: RunView) -> pd.DataFrame:
 
 
 def _mean_widths(view: RunView, archs: pd.Series) -> list[float]:
-    space = view.space
-    fr = np.asarray([space.width_fractions(view.run.parse_arch(str(a))) for a in archs], dtype=float)
+    space, config = view.space, view.run.supernet_config()
+    fr = np.asarray([space.width_fractions(parse_arch_in(space, config, a)) for a in archs], dtype=float)
     return fr.mean(axis=0).tolist()
 
 

@@ -387,26 +387,8 @@ class RunRecord(_Record):
             return None
 
     def parse_arch(self, arch: str) -> Any:
-        """``arch`` as a :class:`supernet.space.SubnetConfig`: in the searched space, or else in the supernet's
-        own space (an export of an ``--exits off`` search writes arch.json there, ``_x0…``). Width, head and
-        token genes mean the same in both. Raises :class:`supernet.errors.ArchStringError` when neither fits."""
-        import dataclasses
-
-        from supernet.errors import ArchStringError
-
-        space = self.search_space()
-        try:
-            if space is None:
-                raise ArchStringError(f"run.json stores no search space to parse '{arch}' in")
-            return space.parse(str(arch))
-        except ArchStringError:
-            config = self.supernet_config()
-            if config is None:
-                raise
-            own = config.space()
-            if space is not None:
-                own = dataclasses.replace(own, n_cascade=space.n_cascade)
-            return own.parse(str(arch))
+        """``arch`` as a :class:`supernet.space.SubnetConfig` (:func:`parse_arch_in` the run's spaces)."""
+        return parse_arch_in(self.search_space(), self.supernet_config(), arch)
 
     def problem_key(self) -> tuple[Any, ...]:
         """What must agree for two runs to be seeds of the same search problem (everything but the seed,
@@ -507,6 +489,27 @@ class ExportedSubnet(_Record):
     @property
     def onnx(self) -> Path:
         return self.folder / str(self.arch.files.get("onnx", MODEL_FILE))
+
+
+def parse_arch_in(space: Any, config: Any, arch: str) -> Any:
+    """``arch`` in the searched ``space``, or else in the supernet's own space (``config.space()``, same cascade):
+    an export of an ``--exits off`` search writes arch.json there (``_x0…``). Width, head and token genes mean
+    the same in both. Raises :class:`supernet.errors.ArchStringError` when neither fits."""
+    import dataclasses
+
+    from supernet.errors import ArchStringError
+
+    try:
+        if space is None:
+            raise ArchStringError(f"run.json stores no search space to parse '{arch}' in")
+        return space.parse(str(arch))
+    except ArchStringError:
+        if config is None:
+            raise
+        own = config.space()
+        if space is not None:
+            own = dataclasses.replace(own, n_cascade=space.n_cascade)
+        return own.parse(str(arch))
 
 
 # ---- reading -----------------------------------------------------------------------------------

@@ -23,8 +23,7 @@ import numpy as np
 import pandas as pd
 
 from reports.fronts import accuracy_latency_box, front_rows, hypervolume, objectives
-from reports.run_folder import ExportedSubnet, RunRecord
-from supernet.errors import ArchStringError
+from reports.run_folder import ExportedSubnet, RunRecord, parse_arch_in
 from supernet.space import SearchSpace, SubnetConfig
 
 METHOD_NAMES = {"tome": "ToMe", "topk": "top-k"}  # how the page names supernet.space.TOKEN_METHODS
@@ -61,15 +60,8 @@ class TokenSchedule:
         return cls(space=space, config=config)
 
     def parse(self, arch: str) -> SubnetConfig:
-        """``arch`` in the searched space, or else in the supernet's own space: an export of a ``--exits off``
-        search writes arch.json in the latter (``_x0…``). Token genes are the same in both."""
-        try:
-            return self.space.parse(str(arch))
-        except ArchStringError:
-            if self.config is None:
-                raise
-            own = dataclasses.replace(self.config.space(), n_cascade=self.space.n_cascade)
-            return own.parse(str(arch))
+        """``arch`` in the searched space, or else in the supernet's own space (:func:`parse_arch_in`)."""
+        return parse_arch_in(self.space, self.config, arch)
 
     def keep_ratios(self, arch: str) -> tuple[float, ...]:
         """Keep ratio per token-schedule position (1.0: that block keeps every token)."""

@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import reports
+from tests.test_layering import _imports as _imported_top_levels
 
 ROOT = Path(reports.__file__).parent
-
-
-def _imported_top_levels(path: Path) -> set[str]:
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            names |= {a.name.split(".")[0] for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(node.module.split(".")[0])
-    return names
 
 
 def test_reports_never_imports_nas():

@@ -35,6 +35,7 @@ from common import save  # noqa: E402
 from hw_profiles import REFERENCE_MODELS, load_profile  # noqa: E402
 from hw_profiles.benches import randomize_weights  # noqa: E402
 from hw_profiles.measure import reference_order  # noqa: E402
+from hw_profiles.timing import share_thread_pool  # noqa: E402
 from predictors.onnx_graph import runtime_fusion  # noqa: E402
 from predictors.onnx_io import session_options  # noqa: E402
 from predictors.reference_graphs import reference_graph, reference_kernels  # noqa: E402
@@ -141,6 +142,7 @@ def main() -> None:
     ap.add_argument("--models", default="", help="comma-separated reference models (default: all)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    share_thread_pool(args.threads)  # as dynnas profile times: one pool for every session (hw_profiles.timing)
     profile = load_profile(str(args.profile))
     names = [m for m in args.models.split(",") if m] or reference_order()
     rows = []

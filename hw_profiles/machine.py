@@ -20,6 +20,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from hw_profiles.timing import thread_pool
+
 if TYPE_CHECKING:
     from hw_profiles.measure import ProfileSettings
 
@@ -76,6 +78,7 @@ def machine_info(settings: ProfileSettings) -> dict[str, Any]:
         "cpu_count": os.cpu_count(), "machine": platform.machine(), "memory_bytes": memory_bytes,
         "memory_source": mem_src, "onnxruntime": ort.__version__, "onnx": onnx.__version__,
         "numpy": np.__version__, "provider": settings.providers[0], "threads": settings.threads,
+        "thread_pool": thread_pool(settings.threads),
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
     if settings.provider != "cpu":

@@ -68,7 +68,16 @@ from hw_profiles.machine import _rapl_energy_uj, _rapl_power, machine_info
 from hw_profiles.profile_doc import POWER_MODE, profile_document, profile_yaml, write_profile
 from hw_profiles.reference import REFERENCE_MODELS
 from hw_profiles.schema import DeviceProfile
-from hw_profiles.timing import FULL, NOISY_SPREAD, QUICK, Protocol, RelativeTimer, Runner, Timing
+from hw_profiles.timing import (
+    FULL,
+    NOISY_SPREAD,
+    QUICK,
+    Protocol,
+    RelativeTimer,
+    Runner,
+    Timing,
+    share_thread_pool,
+)
 
 __all__ = [
     "COMPUTE_CLASSES",
@@ -355,8 +364,12 @@ def measure_profile(settings: ProfileSettings, reference_graph: Callable[[str], 
     weights are replaced by seeded random ones here). ``models`` defaults to every reference model, or the two
     smallest with ``settings.quick``; a model whose graph cannot be built here (``ImportError``) is skipped
     and the next smallest taken in quick mode. ``benches`` replaces the micro-benchmark suite (tests).
+
+    With several threads, every later onnxruntime session of this process runs on one shared thread pool of
+    that size (:func:`hw_profiles.timing.share_thread_pool`): call it in a process that times nothing else.
     """
     start = time.perf_counter()
+    share_thread_pool(settings.threads)
     machine = machine_info(settings)
     p = settings.protocol
     benches = list(benches) if benches is not None else micro_benchmarks(
@@ -369,9 +382,8 @@ def measure_profile(settings: ProfileSettings, reference_graph: Callable[[str], 
         runners[b.key] = Runner(b.model, settings.providers, settings.threads, settings.seed + i, b.feeds)
     report("building micro-benchmarks", len(benches), len(benches))
     order_rng = np.random.default_rng(settings.seed)
-    per_round = [p.blocks // p.rounds + (1 if r < p.blocks % p.rounds else 0) for r in range(p.rounds)]
     total, done = len(benches) * p.rounds, 0
-    for blocks in per_round:
+    for blocks in p.split(p.blocks, p.rounds):
         for i in order_rng.permutation(len(benches)):
             b = benches[i]
             timer.measure(b.key, runners[b.key], blocks)
@@ -382,11 +394,11 @@ def measure_profile(settings: ProfileSettings, reference_graph: Callable[[str], 
     t_energy = time.perf_counter()
     candidates = reference_order(models) if models is not None else reference_order()
     wanted = 2 if settings.quick and models is None else len(candidates)
-    results, skipped = [], {}
+    built, skipped, seconds_of = {}, {}, {}
     for name in candidates:
-        if len(results) >= wanted:
+        if len(built) >= wanted:
             break
-        report("timing reference models", len(results), wanted)
+        report("building reference models", len(built), wanted)
         t0 = time.perf_counter()
         try:
             graph = reference_graph(name)
@@ -396,14 +408,22 @@ def measure_profile(settings: ProfileSettings, reference_graph: Callable[[str], 
         try:
             run = Runner(randomize_weights(graph, settings.seed), settings.providers, settings.threads, settings.seed)
             del graph
-            finite = run.outputs_finite()
+            built[name] = (run, run.outputs_finite())
         except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types; name it and go on
             skipped[name] = f"onnxruntime cannot run its graph ({_first_line(e)})"
             continue
-        timer.measure(f"reference:{name}", run, p.blocks)
-        del run
-        results.append((name, finite, time.perf_counter() - t0))
-    report("timing reference models", wanted, wanted)
+        seconds_of[name] = time.perf_counter() - t0
+    names = list(built)
+    total, done = len(names) * p.model_rounds, 0
+    for blocks in p.split(p.model_blocks, p.model_rounds):
+        for i in order_rng.permutation(len(names)):
+            t0 = time.perf_counter()
+            timer.measure(f"reference:{names[i]}", built[names[i]][0], blocks)
+            seconds_of[names[i]] += time.perf_counter() - t0
+            done += 1
+            report("timing reference models", done, total)
+    results = [(n, built[n][1], seconds_of[n]) for n in names]
+    del built
     power = _rapl_power(energy, t_energy)
     ref_ms = timer.reference_ms
     micro = fit_micro(benches, {b.key: timer.timing(b.key).ms(ref_ms) for b in benches})

@@ -18,7 +18,7 @@ import yaml
 from hw_profiles.benches import COMPUTE_CLASSES, MEMORY_CLASSES
 from hw_profiles.machine import _RAPL
 from hw_profiles.schema import SCHEMA_VERSION, DeviceProfile
-from hw_profiles.timing import NOISY_SPREAD
+from hw_profiles.timing import NOISY_SPREAD, RUN_PERCENTILE
 
 if TYPE_CHECKING:
     from hw_profiles.measure import MeasuredProfile, MicroFit, ProfileSettings, ReferenceResult
@@ -43,8 +43,9 @@ def profile_document(settings: ProfileSettings, machine: Mapping[str, Any], micr
     mode = "quick" if settings.quick else "full"
     proto = settings.protocol
     timing = (f"{mode} run; every graph timed against an interleaved reference graph (two 3x3 convs, 32ch 28x28) in "
-              f"{proto.blocks} blocks, median of (block median / reference block median) x the reference's median "
-              f"{reference_ms:.4f} ms over the run")
+              f"{proto.blocks} blocks ({proto.model_blocks} over {proto.model_rounds} passes for the reference models), "
+              f"p{RUN_PERCENTILE} of its runs / p{RUN_PERCENTILE} of the reference runs beside "
+              f"them, x the reference's p{RUN_PERCENTILE} {reference_ms:.4f} ms over the run")
     best = micro.best
 
     def rate(c: str) -> str:
@@ -92,17 +93,18 @@ def profile_document(settings: ProfileSettings, machine: Mapping[str, Any], micr
             "model": r.model, "resolution": r.resolution, "batch": 1, "precision": "fp32",
             "latency_ms": {"value": _sig(r.ms, 5), "unit": "ms", "source": f"{measured_by}: {timing}",
                            "derived": (f"latency_ms = ratio {t.ratio:.5g} x reference {reference_ms:.5g} ms")},
-            "statistic": "median",
+            "statistic": f"p{RUN_PERCENTILE}",
             "runtime": f"onnxruntime-{machine['onnxruntime']}-{settings.provider}",
             "power_mode": POWER_MODE, "source": measured_by,
-            "notes": (f"{t.blocks} blocks, {t.runs} timed runs; ratio p10-p90 {t.ratio_p10:.4g}-{t.ratio_p90:.4g}; "
+            "notes": (f"{t.blocks} blocks, {t.runs} timed runs; block ratio p10-p90 {t.ratio_p10:.4g}-{t.ratio_p90:.4g}; "
                       f"plain median {t.raw_median_ms:.4g} ms; seeded random weights (seed {settings.seed})"
                       + ("" if r.finite else "; WARNING: outputs were not finite")),
         })
     skipped_note = ("; not timed: " + "; ".join(f"{k} ({v})" for k, v in skipped.items())) if skipped else ""
     if_note = f"; an If node with a 1-kernel branch costs {micro.overhead_us['if']:.3g} us" if "if" in micro.overhead_us else ""
     notes = (f"Made by `dynnas profile --provider {settings.provider} --threads {settings.threads}"
-             f"{' --quick' if settings.quick else ''} --seed {settings.seed}` in {seconds:.0f} s ({mode} run). "
+             f"{' --quick' if settings.quick else ''} --seed {settings.seed}` in {seconds:.0f} s ({mode} run), "
+             f"every session on a {machine.get('thread_pool', 'single')} thread pool. "
              f"The machine's speed spread (p90/p10 of the reference's block medians) was {spread:.3g}"
              + (f" (over {NOISY_SPREAD}: the machine was busy; remeasure on an idle one). " if spread > NOISY_SPREAD
                 else ". ") +

@@ -73,7 +73,7 @@ class CalibrationPoint(Frozen):
     precision: Precision
     latency_ms: Quantity
     # "unstated": the source gives one latency figure without saying which statistic it is.
-    statistic: Literal["median", "mean", "p90", "p99", "min", "unstated"] = "median"
+    statistic: Literal["median", "mean", "p10", "p90", "p99", "min", "unstated"] = "median"
     throughput: str | None = None
     runtime: str
     power_mode: str

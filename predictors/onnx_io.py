@@ -24,6 +24,7 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
+from hw_profiles.timing import measurement_options
 from supernet.checkpoint import atomic_write
 from supernet.errors import ConfigError, OutputError
 
@@ -82,10 +83,7 @@ def session_options(threads: int = 1, *, level: ort.GraphOptimizationLevel = ort
     sequential execution, graph optimisations at ``level``; with ``profile_prefix``, onnxruntime's profiler on."""
     if threads < 1:
         raise ConfigError(f"`threads` must be >= 1, but got {threads}.")
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so = measurement_options(threads)
     so.graph_optimization_level = level
     so.log_severity_level = 3  # errors only
     if profile_prefix is not None:

@@ -34,8 +34,11 @@ import onnxruntime as ort
 
 # A reference graph whose block medians spread more than this (p90 / p10) ran on a busy machine: other
 # processes shared the cores, and multi-threaded kernels slow down more than the reference under contention,
-# so the ratios do not cancel it. The profile says so in its notes and the command warns.
-NOISY_SPREAD = 1.25
+# so the ratios do not fully cancel it. The profile says so in its notes and the command warns. On the idle
+# dev VM the spread is 1.3-1.7 (the 0.08 ms reference jitters) and those profiles reproduced their reference
+# models within ±10 % on 23 of 24 leave-one-out rows; the runs whose sessions fought each other's thread
+# pools (module doc) spread 2.15.
+NOISY_SPREAD = 2.0
 # The percentile of a model's runs (and of the reference's) that its figure is taken at (module doc).
 RUN_PERCENTILE = 10
 

@@ -144,5 +144,6 @@ def _print_summary(result: Any, out: Path) -> None:
     Console().print(table)
     if result.spread > NOISY_SPREAD:
         Console(stderr=True).print(
-            f"warning: the reference graph's speed varied by {result.spread:.2f}x (p90/p10) during the run: other "
-            "processes were using the CPU; rerun `dynnas profile` on an idle machine for reliable numbers.")
+            f"warning: the reference graph's speed varied by {result.spread:.2f}x (p90/p10) during the run, more "
+            f"than the {NOISY_SPREAD}x of an idle machine: other processes were likely using the CPU; rerun "
+            "`dynnas profile` on an idle machine for reliable numbers.")

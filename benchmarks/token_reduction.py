@@ -29,7 +29,7 @@ import onnxruntime as ort  # noqa: E402
 import torch  # noqa: E402
 from common import save  # noqa: E402
 
-from predictors.onnx_io import onnx_bytes  # noqa: E402
+from predictors.onnx_io import onnx_bytes, session  # noqa: E402
 from supernet.checkpoint import load_supernet  # noqa: E402
 from supernet.cost import count_macs  # noqa: E402
 from supernet.data import load_dataset  # noqa: E402
@@ -37,13 +37,13 @@ from supernet.evaluate import accuracy  # noqa: E402
 from supernet.extract import extract  # noqa: E402
 
 
-def _session(model: bytes, threads: int) -> ort.InferenceSession:
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.log_severity_level = 3
-    return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+def uniform_schedules(space: Any, base: Any) -> dict[str, Any]:
+    """``base`` with each uniform keep ratio (all but keep-everything) of each token method, by ``method@ratio``."""
+    out = {}
+    for (m, method), k in itertools.product(enumerate(space.token_methods), range(len(space.token_choices) - 1)):
+        out[f"{method}@{space.token_choices[k]:g}"] = dataclasses.replace(
+            base, tokens=(k,) * space.n_token_positions, method=m)
+    return out
 
 
 def images_per_s(sessions: dict[str, ort.InferenceSession], shape: tuple[int, ...], *, rounds: int,
@@ -95,9 +95,7 @@ def main() -> None:
     variants: dict[str, Any] = {}
     for bname, base in bases.items():
         variants[f"{bname}/none"] = base
-        for (m, method), k in itertools.product(enumerate(space.token_methods), range(n_keep - 1)):
-            ratio = space.token_choices[k]
-            variants[f"{bname}/{method}@{ratio:g}"] = dataclasses.replace(base, tokens=(k,) * n_pos, method=m)
+        variants.update({f"{bname}/{k}": v for k, v in uniform_schedules(space, base).items()})
     # schedules that reduce more deeply than early: keep 1.0 early, then the strongest (non-increasing)
     for bname, base in bases.items():
         for m, method in enumerate(space.token_methods):
@@ -121,7 +119,7 @@ def main() -> None:
     for b in batches:
         for bname in bases:
             keys = [k for k in variants if k.startswith(f"{bname}/")]
-            ips = images_per_s({k: _session(models[k], a.threads) for k in keys},
+            ips = images_per_s({k: session(models[k], threads=a.threads) for k in keys},
                                (b, config.in_channels, config.resolution, config.resolution),
                                rounds=5, seconds=a.seconds * len(keys), seed=a.seed)
             for k in keys:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import itertools
 import sys
 import time
 from pathlib import Path
@@ -27,9 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 from common import save  # noqa: E402
-from token_reduction import _session, images_per_s  # noqa: E402
+from token_reduction import images_per_s, uniform_schedules  # noqa: E402
 
-from predictors.onnx_io import onnx_bytes  # noqa: E402
+from predictors.onnx_io import onnx_bytes, session  # noqa: E402
 from supernet.cost import count_macs  # noqa: E402
 from supernet.extract import extract  # noqa: E402
 from supernet.vit import PRESETS, ViTSupernet  # noqa: E402
@@ -45,14 +44,8 @@ FAMILIES = {
 
 def variants(supernet: ViTSupernet) -> dict[str, Any]:
     """The largest subnet without reduction, and with each uniform keep ratio of each method."""
-    space = supernet.space
-    base = space.largest()
-    out = {"none": base}
-    keep = len(space.token_choices) - 1  # the last choice keeps every token
-    for (m, method), k in itertools.product(enumerate(space.token_methods), range(keep)):
-        out[f"{method}@{space.token_choices[k]:g}"] = dataclasses.replace(
-            base, tokens=(k,) * space.n_token_positions, method=m)
-    return out
+    base = supernet.space.largest()
+    return {"none": base, **uniform_schedules(supernet.space, base)}
 
 
 def measure_family(config: Any, *, batches: list[int], seconds: float, threads: int, seed: int) -> dict[str, Any]:
@@ -65,7 +58,7 @@ def measure_family(config: Any, *, batches: list[int], seconds: float, threads: 
         k: {"arch": supernet.space.format(s), "macs": count_macs(config, s),
             "tokens_per_block": config.tokens_per_block(s)} for k, s in subnets.items()}
     for b in batches:
-        ips = images_per_s({k: _session(m, threads) for k, m in models.items()},
+        ips = images_per_s({k: session(m, threads=threads) for k, m in models.items()},
                            (b, config.in_channels, config.resolution, config.resolution),
                            rounds=5, seconds=seconds * len(models), seed=seed)
         for k in rows:

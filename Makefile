@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 SEED    ?= 0
 
-.PHONY: setup test demo lint train-default train-vit-default clean
+.PHONY: setup test demo lint train-default train-vit-default train-vit-256 clean
 
 setup: $(STAMP)
 
@@ -50,6 +50,13 @@ train-vit-default: setup
 	cp runs/cifar-vit/supernet.safetensors supernet/pretrained/cifar10-vit.safetensors
 	$(BIN)/dynnas calibrate --supernet supernet/pretrained/cifar10-vit.safetensors --dataset cifar10:$(CIFAR) \
 	  --samples 100 --ceiling 25 --recal-seeds 1 --sample-val 300 --seed 0
+
+# The shipped ViT at 256 tokens (patch 1), fine-tuned from the shipped weights with a token stage, for
+# benchmarks/token_reduction.py; not shipped (README, The shipped ViT).
+train-vit-256: setup
+	$(BIN)/dynnas train --family vit --preset cifar-vit-256 --dataset cifar10:$(CIFAR) \
+	  --init-from supernet/pretrained/cifar10-vit.safetensors --token-epochs 5 --optimizer adamw --lr 1e-3 \
+	  --weight-decay 0.05 --n-random 1 --batch-size 128 --seed 0 --out runs/cifar-vit-256
 
 clean:
 	rm -rf runs .pytest_cache

@@ -38,7 +38,10 @@ def _parse_floats(text: str, what: str) -> tuple[float, ...]:
              "    dynnas train --preset cifar-default --dataset cifar10:../shared/datasets/cifar10 "
              "--init-from supernet/pretrained/cifar10-cnn.safetensors --exit-epochs 3 --out runs/cifar-exits\n\n"
              "    dynnas train --family vit --preset tiny --dataset digits --epochs 4 --token-epochs 2 --optimizer adamw "
-             "--lr 2e-3 --weight-decay 0.05 --warmup-epochs 1 --out runs/tiny-vit")
+             "--lr 2e-3 --weight-decay 0.05 --warmup-epochs 1 --out runs/tiny-vit\n\n"
+             "    dynnas train --family vit --preset cifar-vit-256 --dataset cifar10:../shared/datasets/cifar10 "
+             "--init-from supernet/pretrained/cifar10-vit.safetensors --token-epochs 5 --optimizer adamw "
+             "--lr 1e-3 --out runs/cifar-vit-256")
 @guarded
 def train(
     out: Annotated[Path, typer.Option(help="Run folder: checkpoint, state.json and the final supernet.safetensors.")],
@@ -61,7 +64,7 @@ def train(
     exit_epochs: Annotated[int, typer.Option(help="Epochs of the exit stage after progressive shrinking (0: exit heads untrained).")] = 0,
     exit_route: Annotated[str, typer.Option(help="How the exit stage trains: frozen (heads only) or joint (all weights).")] = "frozen",
     exit_weight: Annotated[float, typer.Option(help="Joint route: weight of the exits' losses against the final exit's.")] = 1.0,
-    init_from: Annotated[Path | None, typer.Option(help="Start from this trained supernet and run only the exit stage.")] = None,
+    init_from: Annotated[Path | None, typer.Option(help="Start from this trained supernet and run only the token and exit stages. Same architecture, except that a ViT may change its token grid (patch size, resolution: e.g. preset cifar-vit-256 from the shipped ViT).")] = None,
     bf16: Annotated[bool, typer.Option(help="bf16 autocast (fast only on CPUs with AVX-512 BF16/AMX, or CUDA).")] = False,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last epoch.")] = False,
     stop_at: Annotated[int | None, typer.Option(help="Stop after this many epochs in all and write supernet.safetensors of the state reached (e.g. the width stages without the token stage); --resume continues.")] = None,

@@ -12,6 +12,7 @@ from supernet.cnn import PRESETS as CNN_PRESETS
 from supernet.cnn import CNNConfig, CNNSupernet
 from supernet.errors import unknown
 from supernet.extract import extract_cnn, extract_vit
+from supernet.transfer import Transfer, transfer_same, transfer_vit
 from supernet.vit import PRESETS as VIT_PRESETS
 from supernet.vit import ViTConfig, ViTSupernet
 
@@ -19,13 +20,16 @@ from supernet.vit import ViTConfig, ViTSupernet
 @dataclass(frozen=True)
 class Family:
     """A supernet family: its config class, builder ``(config, mean, std) -> supernet``, presets and
-    ``extract(supernet, subnet) -> static module`` (see :func:`supernet.extract.extract`)."""
+    ``extract(supernet, subnet) -> static module`` (see :func:`supernet.extract.extract`) and
+    ``transfer(state, their_config, my_config) -> state``, which carries trained weights into another of its
+    architectures for ``dynnas train --init-from`` (see :mod:`supernet.transfer`)."""
 
     name: str
     config_cls: type
     build: Callable[..., nn.Module]
     presets: dict[str, Any]
     extract: Callable[..., nn.Module] | None = None
+    transfer: Transfer = transfer_same
 
 
 FAMILIES: dict[str, Family] = {}
@@ -37,7 +41,7 @@ def register_family(family: Family) -> Family:
 
 
 register_family(Family("cnn", CNNConfig, CNNSupernet, CNN_PRESETS, extract_cnn))
-register_family(Family("vit", ViTConfig, ViTSupernet, VIT_PRESETS, extract_vit))
+register_family(Family("vit", ViTConfig, ViTSupernet, VIT_PRESETS, extract_vit, transfer_vit))
 
 
 def get_family(name: str) -> Family:

@@ -252,18 +252,25 @@ class Trainer:
         self._prepared = False
 
     def _init_backbone(self, path: Path) -> None:
-        """Copy a trained supernet's backbone (every tensor but the exit heads') into the model."""
+        """Copy a trained supernet into the model through its family's transfer rule (the same architecture;
+        a ViT may change its token grid). Exit heads are copied when both have the same exits, else start fresh."""
         from supernet.checkpoint import load_supernet
 
         src, meta = load_supernet(path, self.device)
-        mine = {k: v for k, v in self.cfg.arch().to_dict().items() if not k.startswith("exit_")}
-        theirs = {k: v for k, v in (meta.get("config") or {}).items() if not k.startswith("exit_")}
-        theirs.setdefault("dropout", mine.get("dropout"))
-        if meta.get("family") != self.cfg.family or theirs != mine:
+        family = get_family(self.cfg.family)
+        mine = self.cfg.arch()
+        if meta.get("family") != self.cfg.family:
             raise CheckpointMismatchError(
                 f"--init-from '{path}' is a {meta.get('family')} supernet with another architecture than preset "
-                f"'{self.cfg.preset}'; pass the preset it was trained with.")
-        state = {k: v for k, v in src.state_dict().items() if not k.startswith("exits.")}
+                f"'{self.cfg.preset}'; pass a {self.cfg.family} supernet.")
+        theirs = src.config
+        try:
+            state = family.transfer(src.state_dict(), theirs, mine)
+        except CheckpointMismatchError as e:
+            raise CheckpointMismatchError(f"--init-from '{path}' has another architecture than preset "
+                                          f"'{self.cfg.preset}': {e}") from None
+        if tuple(theirs.exit_blocks) != tuple(mine.exit_blocks):
+            state = {k: v for k, v in state.items() if not k.startswith("exits.")}
         missing, _ = self.model.load_state_dict(state, strict=False)
         if any(not k.startswith("exits.") for k in missing):
             raise CheckpointMismatchError(f"--init-from '{path}' lacks backbone tensors (e.g. {missing[0]}); "

@@ -520,3 +520,8 @@ PRESETS: dict[str, ViTConfig] = {
 # The same ViT with a plain patch-4 embedding instead of the conv stem (the same 64 tokens + CLS): the ablation of
 # benchmarks/supernet_vs_scratch.py --stem-ablation, which measures whether the stem pays on CIFAR-10.
 PRESETS["cifar-vit-patch4"] = replace(PRESETS["cifar-vit"], patch=4, stem_channels=0)
+# The shipped ViT at patch 1: 256 tokens + CLS of the conv stem's 16×16 map, 164 M MACs largest. It measures what
+# token reduction gains when there are many redundant tokens (benchmarks/token_reduction.py); `make
+# train-vit-256` fine-tunes it from the shipped weights (patch kernel and positions resized, supernet.transfer).
+PRESETS["cifar-vit-256"] = replace(PRESETS["cifar-vit"], patch=1)
+

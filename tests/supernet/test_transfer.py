@@ -12,7 +12,13 @@ from supernet.errors import CheckpointMismatchError
 from supernet.evaluate import accuracy
 from supernet.registry import get_family
 from supernet.train import TrainConfig, Trainer
-from supernet.transfer import resize_matrix, resize_patch_kernel, resize_pos_embed, transfer_same, transfer_vit
+from supernet.transfer import (
+    resize_matrix,
+    resize_patch_kernel,
+    resize_pos_embed,
+    transfer_same,
+    transfer_vit,
+)
 from supernet.vit import PRESETS, ViTSupernet
 
 TINY = PRESETS["tiny"]

@@ -46,7 +46,8 @@ def _subnets(space, rng: np.random.Generator, n: int = 6) -> list:
 def test_presets_are_registered_and_sized():
     fam = get_family("vit")
     assert fam.config_cls is ViTConfig and fam.build is ViTSupernet and set(fam.presets) == {"tiny", "cifar-vit",
-                                                                                             "cifar-vit-patch4"}
+                                                                                             "cifar-vit-patch4", "cifar-vit-256"}
+    assert get_preset("vit", "cifar-vit-256").n_patches == 256
     cifar = get_preset("vit", "cifar-vit")
     assert cifar.n_patches == 64 and cifar.head_dim == 24
     plain = get_preset("vit", "cifar-vit-patch4")  # the stem ablation: the same tokens from a plain patch embedding

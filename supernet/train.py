@@ -269,7 +269,10 @@ class Trainer:
         except CheckpointMismatchError as e:
             raise CheckpointMismatchError(f"--init-from '{path}' has another architecture than preset "
                                           f"'{self.cfg.preset}': {e}") from None
-        if tuple(theirs.exit_blocks) != tuple(mine.exit_blocks):
+        def exits(c: Any) -> dict[str, Any]:
+            return {k: v for k, v in c.to_dict().items() if k.startswith("exit_")}
+
+        if exits(theirs) != exits(mine):  # other heads (placement or shape): they start fresh
             state = {k: v for k, v in state.items() if not k.startswith("exits.")}
         missing, _ = self.model.load_state_dict(state, strict=False)
         if any(not k.startswith("exits.") for k in missing):

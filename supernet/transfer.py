@@ -57,7 +57,7 @@ def resize_pos_embed(pos: torch.Tensor, side: int) -> torch.Tensor:
     return torch.cat([cls, g.permute(0, 2, 3, 1).reshape(1, side * side, -1).to(pos.dtype)], dim=1)
 
 
-def _same(theirs: dict[str, Any], mine: dict[str, Any], free: tuple[str, ...] = ()) -> list[str]:
+def _differing(theirs: dict[str, Any], mine: dict[str, Any], free: tuple[str, ...] = ()) -> list[str]:
     """Config fields (exit heads' and ``free`` ones aside) that differ."""
     keys = {k for k in set(theirs) | set(mine) if not k.startswith("exit_") and k not in free}
     return sorted(k for k in keys if theirs.get(k) != mine.get(k))
@@ -65,7 +65,7 @@ def _same(theirs: dict[str, Any], mine: dict[str, Any], free: tuple[str, ...] = 
 
 def transfer_same(state: dict[str, torch.Tensor], theirs: Any, mine: Any) -> dict[str, torch.Tensor]:
     """The default rule: the same architecture (exit heads aside), tensors unchanged."""
-    diff = _same(theirs.to_dict(), mine.to_dict())
+    diff = _differing(theirs.to_dict(), mine.to_dict())
     if diff:
         raise CheckpointMismatchError(f"the supernet's architecture differs in {', '.join(diff)}; "
                                       "pass the preset it was trained with.")
@@ -74,7 +74,7 @@ def transfer_same(state: dict[str, torch.Tensor], theirs: Any, mine: Any) -> dic
 
 def transfer_vit(state: dict[str, torch.Tensor], theirs: Any, mine: Any) -> dict[str, torch.Tensor]:
     """The same ViT but for its token grid (patch size, resolution): patch kernel and positions resized."""
-    diff = _same(theirs.to_dict(), mine.to_dict(), VIT_GRID_FIELDS)
+    diff = _differing(theirs.to_dict(), mine.to_dict(), VIT_GRID_FIELDS)
     if diff:
         raise CheckpointMismatchError(f"the ViT's architecture differs in {', '.join(diff)} (only "
                                       f"{' and '.join(VIT_GRID_FIELDS)} may change); pass a preset of the same ViT.")

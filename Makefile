@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 SEED    ?= 0
 
-.PHONY: setup test demo lint train-default train-vit-default train-vit-256 clean
+.PHONY: setup test demo lint train-default train-vit-default train-vit-256 train-vit-256-corner clean
 
 setup: $(STAMP)
 
@@ -57,6 +57,13 @@ train-vit-256: setup
 	$(BIN)/dynnas train --family vit --preset cifar-vit-256 --dataset cifar10:$(CIFAR) \
 	  --init-from supernet/pretrained/cifar10-vit.safetensors --token-epochs 5 --optimizer adamw --lr 1e-3 \
 	  --weight-decay 0.05 --n-random 1 --batch-size 128 --seed 0 --out runs/cifar-vit-256
+
+# Continues train-vit-256 with 4 more token epochs that also train the largest width under the strongest
+# reduction (--token-corner), the subnet benchmarks/token_reduction.py judges the speed-up on.
+train-vit-256-corner: setup
+	$(BIN)/dynnas train --family vit --preset cifar-vit-256 --dataset cifar10:$(CIFAR) \
+	  --init-from runs/cifar-vit-256/supernet.safetensors --token-epochs 4 --token-corner --optimizer adamw \
+	  --lr 5e-4 --weight-decay 0.05 --n-random 1 --batch-size 128 --seed 0 --out runs/cifar-vit-256-corner
 
 clean:
 	rm -rf runs .pytest_cache

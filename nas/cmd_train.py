@@ -61,6 +61,7 @@ def train(
     kd_temperature: Annotated[float, typer.Option(help="Temperature of in-place distillation.")] = 1.0,
     importance: Annotated[str, typer.Option(help="Channel importance for sorting: l1 or bn_gamma.")] = "l1",
     token_epochs: Annotated[int, typer.Option(help="Epochs of the token-schedule stage after the width stages (families with token reduction, e.g. vit).")] = 0,
+    token_corner: Annotated[bool, typer.Option(help="Token stage: also train the largest width under the strongest token reduction each step (the subnet whose speed-up token reduction is judged on).")] = False,
     exit_epochs: Annotated[int, typer.Option(help="Epochs of the exit stage after progressive shrinking (0: exit heads untrained).")] = 0,
     exit_route: Annotated[str, typer.Option(help="How the exit stage trains: frozen (heads only) or joint (all weights).")] = "frozen",
     exit_weight: Annotated[float, typer.Option(help="Joint route: weight of the exits' losses against the final exit's.")] = 1.0,
@@ -108,7 +109,7 @@ def train(
     cfg = TrainConfig(family=family, preset=preset, width_choices=width_choices, dataset=dataset, stage_epochs=stages, train_limit=train_limit,
                       batch_size=batch_size, lr=lr, n_random=n_random, kd_temperature=kd_temperature,
                       importance=importance, bf16=bf16, seed=seed, device_type=device_type, exit_epochs=exit_epochs,
-                      token_epochs=token_epochs, optimizer=optimizer, weight_decay=weight_decay,
+                      token_epochs=token_epochs, token_corner=token_corner, optimizer=optimizer, weight_decay=weight_decay,
                       warmup_epochs=warmup_epochs, exit_route=exit_route, exit_weight=exit_weight,
                       init_from=str(init_from.resolve()) if init_from is not None else None, init_sha256=init_sha)
     if stop_at is not None and not 1 <= stop_at <= cfg.total_epochs:

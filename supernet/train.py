@@ -78,6 +78,10 @@ class TrainConfig(BaseModel):
     # which every sandwich subnet but the largest also draws a token-reduction schedule and method, so
     # subnets are trained to be robust to them (the exit stage, if any, keeps drawing them).
     token_epochs: int = Field(default=0, ge=0)
+    # With token schedules on, also train the largest width under the strongest reduction (a drawn method) each
+    # step: the sandwich's other corner, which otherwise is only reached by rare random draws. It is the subnet
+    # that token reduction's speed-up is measured on (benchmarks/token_reduction.py).
+    token_corner: bool = False
     exit_route: Literal["frozen", "joint"] = "frozen"
     exit_weight: float = Field(default=1.0, gt=0)
     # Start from a trained supernet (its backbone weights); no progressive-shrinking stages then.
@@ -121,6 +125,8 @@ class TrainConfig(BaseModel):
                              "drop --epochs/--stage-epochs or --init-from")
         if self.init_from is not None and not (self.exit_epochs or self.token_epochs):
             raise ValueError("--init-from needs --exit-epochs >= 1 or --token-epochs >= 1 (the stages it runs)")
+        if self.token_corner and not self.token_epochs:
+            raise ValueError("--token-corner trains under token schedules; add --token-epochs N (N >= 1)")
         if self.token_epochs and not arch.space().n_token_positions:
             raise ValueError(f"preset '{self.preset}' has no token-reduction positions; drop --token-epochs or "
                              "choose a preset with token_blocks (e.g. --family vit)")
@@ -219,12 +225,24 @@ def _widths_at(cfg: TrainConfig, stage: int) -> tuple[int, ...]:
 
 def _smallest(space: Any, width_index: int, rng: np.random.Generator | None) -> Any:
     """The sandwich rule's smallest subnet: the narrowest trained width; with ``rng`` (token stage) also the
-    strongest token reduction, by a drawn method."""
+    strongest token reduction, by a drawn method. With the largest width index it is the token corner."""
     sub = space.uniform(width_index)
     if rng is None or not space.n_token_positions:
         return sub
     method = int(rng.integers(len(space.token_methods))) if space.token_methods else 0
     return dataclasses.replace(sub, tokens=(0,) * space.n_token_positions, method=method)
+
+
+def _students(space: Any, widths: tuple[int, ...], rng: np.random.Generator, cfg: TrainConfig,
+              tokens: bool) -> list[Any]:
+    """The subnets distilled from the largest in one sandwich step: the smallest, ``n_random`` random ones and,
+    with ``token_corner`` in a token stage, the largest width under the strongest reduction (drawn last, so a run
+    without it draws exactly as before)."""
+    subnets = [_smallest(space, widths[0], rng if tokens else None)]
+    subnets += [space.sample(rng, widths, tokens=tokens) for _ in range(cfg.n_random)]
+    if tokens and cfg.token_corner:
+        subnets.append(_smallest(space, widths[-1], rng))
+    return subnets
 
 
 class Trainer:
@@ -313,8 +331,8 @@ class Trainer:
         if not isinstance(state, dict) or state.get("state_version") != STATE_VERSION:
             raise CheckpointError(f"training state '{self.state_path}' is corrupt or from another dynnas version; start afresh.")
         old = state.get("config", {})
-        for key in ("family", "preset", "dataset", "exit_epochs", "exit_route", "init_sha256", "token_epochs", "optimizer"):
-            if old.get(key) != getattr(self.cfg, key):
+        for key in ("family", "preset", "dataset", "exit_epochs", "exit_route", "init_sha256", "token_epochs", "token_corner", "optimizer"):
+            if old.get(key, TrainConfig.model_fields[key].default) != getattr(self.cfg, key):
                 raise CheckpointMismatchError(
                     f"checkpoint in '{self.out}' was trained with {key}={old.get(key)!r}, not {getattr(self.cfg, key)!r}; "
                     "resume with the same settings or use another --out.")
@@ -454,9 +472,7 @@ class Trainer:
             loss.backward()
             if len(widths) > 1 or tokens:
                 teacher = logits.detach().float()
-                smallest = _smallest(self.space, widths[0], rng if tokens else None)
-                subnets = [smallest] + [self.space.sample(rng, widths, tokens=tokens) for _ in range(cfg.n_random)]
-                for sub in subnets:
+                for sub in _students(self.space, widths, rng, cfg, tokens):
                     with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
                         s_logits = model(x, sub)
                     _kd_loss(s_logits.float(), teacher, y, cfg).backward()

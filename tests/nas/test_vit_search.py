@@ -44,3 +44,9 @@ def test_token_epochs_on_a_cnn_is_a_one_line_error(tmp_path: Path) -> None:
     fails_cleanly(["train", "--preset", "tiny", "--dataset", "digits", "--epochs", "1", "--token-epochs", "1",
                    "--out", str(tmp_path / "x")], "no token-reduction positions")
     assert not (tmp_path / "x").exists()
+
+
+def test_token_corner_without_a_token_stage_is_a_one_line_error(tmp_path: Path) -> None:
+    fails_cleanly(["train", "--family", "vit", "--preset", "tiny", "--dataset", "digits", "--epochs", "1",
+                   "--token-corner", "--out", str(tmp_path / "x")], "add --token-epochs")
+    assert not (tmp_path / "x").exists()

@@ -119,6 +119,33 @@ def test_token_stage_needs_token_positions():
         TrainConfig(preset="tiny", dataset="digits", stage_epochs=(1,), token_epochs=1)
 
 
+def test_token_corner_adds_the_largest_width_under_the_strongest_reduction():
+    import numpy as np
+
+    from supernet.train import _students
+
+    cfg = TrainConfig(family="vit", preset="tiny", dataset="digits", stage_epochs=(1, 1), token_epochs=1,
+                      token_corner=True, n_random=1)
+    space, widths = cfg.arch().space(), (0, 1)
+    plain = _students(space, widths, np.random.default_rng(5), cfg.model_copy(update={"token_corner": False}), True)
+    with_corner = _students(space, widths, np.random.default_rng(5), cfg, True)
+    assert with_corner[:-1] == plain  # the corner is drawn last: a run without it draws as before
+    corner = with_corner[-1]
+    assert corner.widths == space.largest().widths and corner.heads == space.largest().heads
+    assert corner.tokens == (0,) * space.n_token_positions  # the strongest keep ratio everywhere
+    # width stages (tokens off) have no corner even with the flag
+    assert len(_students(space, widths, np.random.default_rng(5), cfg, False)) == 1 + cfg.n_random
+
+
+def test_token_corner_needs_a_token_stage_and_resumes_only_with_the_same_setting(tmp_path, digits):
+    with pytest.raises(ValueError, match="--token-epochs"):
+        TrainConfig(family="vit", preset="tiny", dataset="digits", stage_epochs=(1, 1), token_corner=True)
+    cfg = _vit_cfg().model_copy(update={"token_corner": True, "exit_epochs": 0})
+    Trainer(cfg, tmp_path / "run", data=digits).run(stop_after=1)
+    with pytest.raises(CheckpointMismatchError, match="token_corner"):
+        Trainer(cfg.model_copy(update={"token_corner": False}), tmp_path / "run", data=digits).run(resume=True)
+
+
 def test_warmup_ramps_the_learning_rate_linearly():
     from supernet.train import _lr
 

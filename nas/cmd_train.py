@@ -41,7 +41,10 @@ def _parse_floats(text: str, what: str) -> tuple[float, ...]:
              "--lr 2e-3 --weight-decay 0.05 --warmup-epochs 1 --out runs/tiny-vit\n\n"
              "    dynnas train --family vit --preset cifar-vit-256 --dataset cifar10:../shared/datasets/cifar10 "
              "--init-from supernet/pretrained/cifar10-vit.safetensors --token-epochs 5 --optimizer adamw "
-             "--lr 1e-3 --out runs/cifar-vit-256")
+             "--lr 1e-3 --out runs/cifar-vit-256\n\n"
+             "    dynnas train --family vit --preset cifar-vit-256 --dataset cifar10:../shared/datasets/cifar10 "
+             "--init-from runs/cifar-vit-256 --token-epochs 4 --token-corner --optimizer adamw --lr 5e-4 "
+             "--out runs/cifar-vit-256-corner")
 @guarded
 def train(
     out: Annotated[Path, typer.Option(help="Run folder: checkpoint, state.json and the final supernet.safetensors.")],

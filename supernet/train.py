@@ -78,8 +78,8 @@ class TrainConfig(BaseModel):
     # which every sandwich subnet but the largest also draws a token-reduction schedule and method, so
     # subnets are trained to be robust to them (the exit stage, if any, keeps drawing them).
     token_epochs: int = Field(default=0, ge=0)
-    # With token schedules on, also train the largest width under the strongest reduction (a drawn method) each
-    # step: the sandwich's other corner, which otherwise is only reached by rare random draws. It is the subnet
+    # In the token stage, also train the largest width under the strongest reduction (a drawn method) each
+    # step (the exit stage's sandwich is unchanged): the sandwich's other corner, which otherwise is only reached by rare random draws. It is the subnet
     # that token reduction's speed-up is measured on (benchmarks/token_reduction.py).
     token_corner: bool = False
     exit_route: Literal["frozen", "joint"] = "frozen"

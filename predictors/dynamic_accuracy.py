@@ -64,6 +64,18 @@ def _with_mask(subnet: SubnetConfig, mask: tuple[int, ...], cascade: int = 0) ->
     return dataclasses.replace(subnet, exits=tuple(mask), cascade=cascade)
 
 
+def _with_final(rates: np.ndarray) -> np.ndarray:
+    """``rates`` (every column but the last: predicted early shares) made a distribution, in place: each
+    clipped to [0, 1], scaled down where they add up to more than 1, the final classifier's share the rest;
+    no rate is negative (not even by rounding) and each row sums to 1 within an ulp or two."""
+    early = np.clip(rates[:, :-1], 0.0, 1.0)
+    total = early.sum(axis=1)
+    early *= np.where(total > 1.0, 1.0 / np.maximum(total, 1e-12), 1.0)[:, None]
+    rates[:, :-1] = early
+    rates[:, -1] = np.clip(1.0 - early.sum(axis=1), 0.0, 1.0)  # 1 - (1 + ulp) would be -ulp
+    return rates
+
+
 class DynamicAccuracyPredictor:
     """Dynamic accuracy and exit rates of subnets with early exits (see the module docstring)."""
 
@@ -161,11 +173,7 @@ class DynamicAccuracyPredictor:
             on = np.array([enabled(s) for s in subnets])
             if on.any() and model is not None:
                 rates[on, col] = np.clip(model.predict([s for s, o in zip(subnets, on, strict=True) if o]), 0.0, 1.0)
-        early = rates[:, :-1].sum(axis=1)
-        scale = np.where(early > 1.0, 1.0 / np.maximum(early, 1e-12), 1.0)
-        rates[:, :-1] *= scale[:, None]
-        rates[:, -1] = 1.0 - rates[:, :-1].sum(axis=1)
-        return rates
+        return _with_final(rates)
 
     def predict_with_static(self, subnets: Sequence[SubnetConfig]) -> tuple[np.ndarray, np.ndarray]:
         """``(dynamic, static)`` accuracy of each subnet, the static part predicted once (what the search

@@ -1,6 +1,6 @@
 """`dynnas search --device a,b`: one run folder for several devices, the shared accuracy predictor, per-device
-fronts, the deployment table (golden), determinism, --resume of a fleet, export of a fleet and every bad-input
-error."""
+fronts, the deployment table (what every CPU reproduces), determinism, --resume of a fleet, export of a fleet
+and every bad-input error."""
 
 from __future__ import annotations
 
@@ -79,18 +79,48 @@ def test_deployment_table_matches_the_fronts(fleet):
         assert row.subnet_id in set(front["subnet_id"]) and row.memory_bytes > 0 and row.macs > 0
 
 
-def test_deployment_table_golden(fleet):
-    """The tiny fixed run (tiny supernet, seed 0, nsga2 + random, 12 evaluations each): its deployment table (latencies from the roofline fitted on graph kernels)."""
+def test_deployment_table_golden(fleet, sn):
+    """The tiny fixed run's deployment table (tiny supernet, seed 0, nsga2 + random, 12 evaluations each), as
+    far as every CPU reproduces it. Training differs between CPUs (oneDNN kernels), and with it the predicted
+    accuracy, the exit rates, the expected latency and what nsga2 visits: so neither the winner nor its floats
+    are pinned, but the rows, the choice rule, the values that follow from the chosen arch, and invariants."""
+    from predictors.memory import MemoryPredictor
+    from supernet.checkpoint import load_supernet
+
     t = read_deployment(fleet)
-    assert t[["device", "power_mode", "subnet_id", "arch", "macs", "memory_bytes", "run"]].to_dict("records") == [
-        {"device": "jetson-orin", "power_mode": "MAXN", "subnet_id": "c512f4170ba5", "arch": "w2-3-1-3_x10",
-         "macs": 64704, "memory_bytes": 15956, "run": "devices/jetson-orin"},
-        {"device": "raspberry-pi-5", "power_mode": "2400MHz", "subnet_id": "c512f4170ba5", "arch": "w2-3-1-3_x10",
-         "macs": 64704, "memory_bytes": 7978, "run": "devices/raspberry-pi-5"},
+    assert t[["device", "power_mode", "run"]].to_dict("records") == [
+        {"device": "jetson-orin", "power_mode": "MAXN", "run": "devices/jetson-orin"},
+        {"device": "raspberry-pi-5", "power_mode": "2400MHz", "run": "devices/raspberry-pi-5"},
     ]
     assert pd.isna(t["latency_budget_ms"][0]) and t["latency_budget_ms"][1] == 20.0
-    assert t["accuracy"].tolist() == pytest.approx([0.3866048428, 0.3866048428], rel=1e-6)
-    assert t["latency_ms"].tolist() == pytest.approx([0.1084736312, 0.01389338255], rel=1e-6)
+    model, _ = load_supernet(sn)
+    evals = [pd.read_csv(fleet / r / "evaluations.csv", dtype={"subnet_id": str}) for r in t["run"]]
+    for row, ev, precision in zip(t.itertuples(index=False), evals, ("fp16", "int8"), strict=True):
+        # every tiny subnet runs in well under 1 ms, so the 20 ms budget binds nothing: each device deploys
+        # the most accurate subnet it evaluated (always on the combined front), as evaluated
+        assert ev["worst_latency_ms"].max() < 1.0
+        assert row.accuracy == pytest.approx(ev["accuracy"].max(), rel=1e-9)
+        same = ev[ev["subnet_id"] == row.subnet_id].iloc[0]
+        assert (same["arch"], same["macs"]) == (row.arch, row.macs)
+        assert row.latency_ms == pytest.approx(same["latency_ms"], rel=1e-9)
+        assert 0 < row.latency_ms <= same["worst_latency_ms"]  # exits only ever save time
+        assert 0.2 < row.accuracy < 1.0  # well above chance (10 digits); 0.37 to 0.39 on the CPUs seen
+        # memory is the arch's at the device's default precision (Orin fp16, Pi int8; both portable rules)
+        sub = model.space.parse(row.arch)
+        assert row.memory_bytes == int(MemoryPredictor(model.config, precision).predict_bytes([sub])[0]) > 0
+    # random draws depend on the seed alone, and the accuracy predictor is shared: the same archs, MACs and
+    # accuracies on both devices, each device with its own latencies
+    orin, pi = (ev[ev["algorithm"] == "random"].reset_index(drop=True) for ev in evals)
+    cols = ["subnet_id", "arch", "macs", "accuracy", "static_accuracy", "exit_rates"]
+    pd.testing.assert_frame_equal(orin[cols], pi[cols])
+    assert len(orin) == 12 and (orin["latency_ms"] != pi["latency_ms"]).all()
+    # tighter budgets on the Pi's front: the deployed accuracy never rises and the budget is always met
+    par = pd.read_csv(fleet / t["run"][1] / "pareto.csv", dtype={"subnet_id": str})
+    front = par[par["combined"]].drop_duplicates("subnet_id")
+    budgets = sorted(front["latency_ms"], reverse=True)
+    picks = [deploy_choice(front, b) for b in budgets]
+    assert [p["accuracy"] for p in picks] == sorted((p["accuracy"] for p in picks), reverse=True)
+    assert all(p["latency_ms"] <= b for p, b in zip(picks, budgets, strict=True)) and len(picks) > 1
 
 
 def test_same_seed_same_fronts_on_every_device(sn, fleet, tmp_path):

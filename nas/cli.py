@@ -6,6 +6,7 @@ Each command lives in a ``nas/cmd_*.py`` module that registers itself on the sha
 from __future__ import annotations
 
 from nas import (
+    cmd_bench,  # noqa: F401  (registers bench)
     cmd_calibrate,  # noqa: F401  (registers calibrate)
     cmd_export,  # noqa: F401  (registers export, report)
     cmd_latency,  # noqa: F401  (registers latency)

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from hw_profiles import ProfileError
 from supernet.errors import DynnasError
 from supernet.files import cache_root
+from supernet.runtime import RuntimeInputError
 
 EXIT_USAGE = 2
 
@@ -89,7 +90,7 @@ def user_errors() -> Iterator[None]:
     (a path that cannot be written or read: the safety net behind the commands' own checks)."""
     try:
         yield
-    except (DynnasError, ProfileError, ValidationError) as e:
+    except (DynnasError, ProfileError, ValidationError, RuntimeInputError) as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from None
     except OSError as e:

@@ -9,7 +9,12 @@ the run's BN mode and writes, under ``run_dir/subnets/<subnet_id>/``:
 * ``weights.safetensors``: the state dict of the extracted plain PyTorch model;
 * ``arch.json``: what the subnet is (arch string, widths, MACs, params, supernet sha256,
   normalisation, input shape, class names, how to rebuild the PyTorch module);
-* ``verify.json``: ONNX-vs-PyTorch logit check, onnxruntime accuracy, host latency, predictions.
+* ``verify.json``: ONNX-vs-PyTorch logit check, onnxruntime accuracy, host latency, predictions;
+* ``manifest.json``: the segment chain that :class:`supernet.runtime.DynamicSession` runs. A subnet
+  with exits or a cascade scout is exported as one graph per stage (``stage<i>_<name>.onnx``,
+  :func:`export_segments`), the default artifact that ``verify.json`` checks and times, plus
+  ``static.onnx`` (its exits off) and the single-file ``model.onnx`` (nested ``If``, batch 1);
+  a static subnet's manifest has one stage, its ``model.onnx``.
 
 and records the exported ids in ``run.json["exported"]`` (the latest export wins). The package's files
 and records are defined in :mod:`reports.run_folder` (:class:`~reports.run_folder.ArchRecord`,
@@ -34,15 +39,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from nas.verify import check_self_contained, verify_early_exit, verify_onnx
+from nas.verify import check_self_contained, verify_chain, verify_early_exit, verify_onnx
 from predictors import latency_predictor
 from predictors.host_latency import measure_expected_relative, measure_relative, subnet_onnx
+from predictors.onnx_chain import static_manifest
 from predictors.onnx_io import INPUT_NAME, OPSET, OUTPUT_NAME, export_onnx, measure_latency
 from reports.run_folder import (
     ALL_EXITS_FILE,
     ARCH_FILE,
+    MANIFEST_FILE,
     MODEL_FILE,
     SCOUT_WEIGHTS_FILE,
+    STATIC_FILE,
     SUBNET_FORMAT,
     SUBNET_FORMAT_VERSION,
     SUBNETS_DIR,
@@ -64,6 +72,7 @@ from supernet.data import to_tensor
 from supernet.errors import CheckpointMismatchError
 from supernet.evaluate import subnet_model
 from supernet.pretrained import load_default_data
+from supernet.runtime import DynamicSession
 from supernet.space import SearchSpace, SubnetConfig
 
 __all__ = ["arch_record", "calibrate_exit_policy", "choose_subnets", "combined_front", "eval_set_name",
@@ -199,6 +208,25 @@ def _export_early_exit(model: nn.Module, subnet: SubnetConfig, policy: dict[str,
     return ee
 
 
+def export_segments(model: nn.Module, subnet: SubnetConfig, policy: dict[str, Any], record: dict[str, Any],
+                    folder: Path, scout: nn.Module | None = None) -> dict[str, Any]:
+    """The default artifact of a dynamic subnet: its stage chain (``stage<i>_<name>.onnx``) and ``manifest.json``
+    (:mod:`predictors.onnx_chain`), plus ``static.onnx``, the same subnet with its exits off (the baseline
+    ``dynnas bench`` measures the speed-up against). Returns the manifest."""
+    from predictors.onnx_chain import exit_names, export_chain
+    from supernet.stages import build_stages
+
+    stages = build_stages(model, subnet.exits, policy["thresholds"], criterion=policy["criterion"],
+                          temperatures=policy["temperatures"], scout=scout,
+                          scout_threshold=policy.get("scout_threshold"),
+                          scout_temperature=float(policy.get("scout_temperature") or 1.0))
+    example = torch.zeros(record["input"]["shape"])
+    doc = export_chain(stages, example, folder, normalisation=record["normalisation"],
+                       names=exit_names(len(subnet.exits), scout is not None), classes=record["classes"])
+    export_onnx(model, example, folder / STATIC_FILE)
+    return doc
+
+
 # ---- the run ---------------------------------------------------------------------------------
 def _host_predictions(run: RunRecord, pred: Any, subs: list[SubnetConfig], target_ms: np.ndarray,
                       rates: list[list[float]]) -> tuple[np.ndarray, dict[str, Any]]:
@@ -211,6 +239,23 @@ def _host_predictions(run: RunRecord, pred: Any, subs: list[SubnetConfig], targe
     p = np.asarray(rates, dtype=np.float64)
     expected = (p * per_exit).sum(axis=1) if p.shape == per_exit.shape else per_exit[:, -1]
     return expected, {"method": d.get("method"), "quality": d.get("quality")}
+
+
+def _device_predictor(run: RunRecord, config: Any, space: SearchSpace, host: Any, seed: int) -> Any:
+    """The run's own latency predictor (to re-cost exports with measured exit rates); None when it cannot be built
+    here (a profile file that moved)."""
+    if run.device == "host":
+        return host
+    try:
+        pred = latency_predictor(run.device, config, seed=seed, power_mode=run.settings.power_mode,
+                                 batch=run.settings.batch)
+    except Exception:  # noqa: BLE001 - re-costing is an extra; the export stands without it
+        return None
+    if space.n_cascade:
+        from predictors.cascade import CascadeLatency
+
+        pred = CascadeLatency(pred, space)
+    return pred
 
 
 def export_subnets(run_dir: Path, top_k: int = 5, *, supernet_path: Path | None = None, seed: int | None = None,
@@ -258,6 +303,12 @@ def export_subnets(run_dir: Path, top_k: int = 5, *, supernet_path: Path | None 
     speed = host.speed_now(supernet.config, seed=seed)
     rates = [[float(v) for v in str(r).split(";")] for r in picks["exit_rates"]]
     host_pred, host_how = _host_predictions(run, host, subs, target, rates)
+    host_exit = np.asarray(host.predict_exit_ms(subs), dtype=np.float64)
+    host_static = np.asarray(host.predict_ms([dataclasses.replace(space.without_cascade(s), exits=(0,) * len(s.exits))
+                                              for s in subs]), dtype=np.float64)
+    device_pred = _device_predictor(run, supernet.config, space, host, seed)
+    device_exit = (np.asarray(device_pred.predict_exit_ms(subs), dtype=np.float64) if device_pred is not None
+                   else None)
     root = run_dir / SUBNETS_DIR
     root.mkdir(parents=True, exist_ok=True)
     out = []
@@ -283,17 +334,25 @@ def export_subnets(run_dir: Path, top_k: int = 5, *, supernet_path: Path | None 
                                                (scout, record["cascade"]["scout_macs"]))
                 policy["calibrated_on"] = val_note
                 ee = _export_early_exit(model, main, policy, record, tmp, scout=scout)
+                chain = export_segments(model, main, policy, record, tmp, scout=scout)
                 record["exit_policy"] = policy
                 meaning = (f"index of the exit taken; {len(sub.exits)} = final classifier" if scout is None else
                            f"0 = the scout, 1 + i = exit i, {1 + len(sub.exits)} = final classifier")
                 record["output"]["exit_index"] = {"name": "exit_index", "shape": [1], "dtype": "int64",
                                                   "meaning": meaning}
-                record["files"]["all_exits_onnx"] = ALL_EXITS_FILE
-                record["batch_semantics"] = ("model.onnx is batch 1: it leaves at an exit when the input passes its "
-                                             "threshold; model.all_exits.onnx (any batch) returns every exit's logits "
-                                             "for per-sample routing with the thresholds in exit_policy")
+                record["files"] |= {"all_exits_onnx": ALL_EXITS_FILE, "manifest": MANIFEST_FILE,
+                                    "static_onnx": STATIC_FILE}
+                record["stages"] = [st["file"] for st in chain["stages"]]
+                record["batch_semantics"] = ("the default artifact is the segment chain of manifest.json (run it with "
+                                             "supernet/runtime.py's DynamicSession: per-sample exits at any batch, "
+                                             "with batch compaction); model.onnx is the single-file alternative "
+                                             "(nested If, batch 1); model.all_exits.onnx (any batch) returns every "
+                                             "exit's logits for per-sample routing with the thresholds in exit_policy")
             else:
                 export_onnx(model, example, tmp / MODEL_FILE)
+                static_manifest(tmp, MODEL_FILE, record["input"]["shape"], normalisation=record["normalisation"],
+                                classes=record["classes"], n_blocks=len(sub.widths))
+                record["files"]["manifest"] = MANIFEST_FILE
             check_self_contained(tmp / MODEL_FILE)
             save_tensors(tmp / WEIGHTS_FILE, model.state_dict(), {"format": SUBNET_FORMAT, "arch": arch,
                                                                           "subnet_id": record["subnet_id"]})
@@ -305,15 +364,32 @@ def export_subnets(run_dir: Path, top_k: int = 5, *, supernet_path: Path | None 
             ArchRecord.model_validate(record)  # the contract of reports.run_folder, before anything is kept
             write_json(tmp / ARCH_FILE, record)
             if dynamic:
-                verify = verify_early_exit(ee, tmp / MODEL_FILE, tmp / ALL_EXITS_FILE, data.x_test,
+                single = verify_early_exit(ee, tmp / MODEL_FILE, tmp / ALL_EXITS_FILE, data.x_test,
                                            data.y_test, eval_set)
+                verify = verify_chain(ee, tmp, data.x_test, data.y_test, eval_set)
+                verify |= {"static_accuracy": single["static_accuracy"], "tolerance": single["tolerance"],
+                           "eval_set": eval_set, "batch": 1, "versions": single["versions"],
+                           "single_file": {k: single[k] for k in ("max_abs_logit_diff", "max_abs_logit_diff_all_exits",
+                                                                   "same_exit_as_pytorch", "onnx_accuracy")}}
                 shape = (1, *data.x_test.shape[3:], *data.x_test.shape[1:3])
-                verify["host_latency_ms"] = measure_latency(tmp / MODEL_FILE, shape, threads=1, seed=seed).to_dict()
-                verify["host_latency_ms"]["note"] = "one fixed random input: the exit it takes decides the time"
+                session = DynamicSession(tmp)
+                verify["host_latency_ms"] = measure_latency(session.run, shape, threads=1, seed=seed).to_dict()
+                verify["host_latency_ms"]["note"] = ("the segment chain on one fixed random input: the exit it takes "
+                                                     "decides the time")
                 images = to_tensor(data.x_test[:N_EXPECTED_IMAGES]).numpy()
-                verify["host_latency_relative"] = measure_expected_relative(host, host_reference, tmp / MODEL_FILE,
+                verify["host_latency_relative"] = measure_expected_relative(host, host_reference, session.run,
                                                                             images, seed=seed)
+                verify["host_latency_relative"]["runtime"] = "segment chain (supernet.runtime), image by image"
                 verify["exit_policy"] = record["exit_policy"]
+                val_rates = np.asarray(policy["val_exit_rates"], dtype=np.float64)
+                if len(val_rates) < host_exit.shape[1]:  # a cascade space, no scout here: its share (0) first
+                    val_rates = np.concatenate([[0.0], val_rates])
+                verify["recosted"] = {
+                    "exit_rates": val_rates.tolist(), "host_expected_ms": float(val_rates @ host_exit[i]),
+                    "latency_ms": float(val_rates @ device_exit[i]) if device_exit is not None else None,
+                    "device": run.device,
+                    "note": "expected latency with the exit rates measured at export (validation images, the "
+                            "thresholds' own calibration data) instead of the predicted rates"}
                 verify["predicted_exit_rates"] = [float(v) for v in str(row.exit_rates).split(";")]
                 verify["predicted_static_accuracy"] = float(row.static_accuracy)
                 verify["predicted_worst_latency_ms"] = float(row.worst_latency_ms)
@@ -321,6 +397,10 @@ def export_subnets(run_dir: Path, top_k: int = 5, *, supernet_path: Path | None 
                 verify = verify_onnx(model, tmp / MODEL_FILE, data.x_test, data.y_test, eval_set, seed=seed)
                 verify["host_latency_relative"] = measure_relative(host, host_reference, tmp / MODEL_FILE,
                                                                      seed=seed)
+            verify["predicted_host"] = {
+                "expected_ms": float(host_pred[i]), "static_ms": float(host_static[i]),
+                "exit_ms": host_exit[i].tolist(), "exit_rates": rates[i] if len(rates[i]) == host_exit.shape[1]
+                else None, "units": "ms at the host predictor's calibration speed, segment runtime, batch 1"}
             rel = verify["host_latency_relative"]
             rel["now_ms"] = rel["ratio"] * speed["reference_ms_now"]
             verify["host_speed"] = speed

@@ -170,3 +170,50 @@ def verify_early_exit(ee: nn.Module, onnx_path: Path, all_exits_path: Path, x: n
         "eval_set": eval_set, "batch": 1,
         "versions": {"onnxruntime": ort.__version__, "onnx": onnx.__version__, "torch": torch.__version__},
     }
+
+
+@torch.no_grad()
+def verify_chain(ee: nn.Module, folder: Path, x: np.ndarray, y: np.ndarray, eval_set: str, *,
+                 tolerance: float = TOLERANCE, batch: int = 32) -> dict[str, Any]:
+    """Verify a segment-chain export (``manifest.json`` + stages) through :class:`supernet.runtime.DynamicSession`.
+
+    At batch 1 every image must take the same exit as the PyTorch policy (``ee.per_sample``) with logits
+    within ``tolerance``; at ``batch`` (batch compaction) every sample must get exactly its batch-1
+    exit and logits within ``tolerance`` of them. Raises :class:`ExportVerificationError` otherwise.
+    """
+    from supernet.runtime import DynamicSession
+
+    sess = DynamicSession(folder)
+    xs = to_tensor(x)
+    heads = [torch.cat(parts) for parts in zip(*(ee.forward_all(xs[i: i + 250]) for i in range(0, len(xs), 250)),
+                                                strict=True)] if len(xs) else []
+    ref_logits, ref_exit = ee.per_sample(heads)
+    xn = np.ascontiguousarray(xs.numpy())
+    one = [sess.run(xn[i: i + 1]) for i in range(len(xn))]
+    logits = np.concatenate([o[0] for o in one])
+    taken = np.concatenate([o[1] for o in one])
+    diff = np.abs(logits.astype(np.float64) - ref_logits.numpy())
+    worst = float(diff.max()) if np.all(np.isfinite(diff)) else math.inf
+    same = int((taken == ref_exit.numpy()).sum())
+    blogits = np.concatenate([sess.run(xn[i: i + batch])[0] for i in range(0, len(xn), batch)])
+    btaken = np.concatenate([sess.run(xn[i: i + batch])[1] for i in range(0, len(xn), batch)])
+    batch_diff = float(np.abs(blogits - logits).max()) if len(xn) else 0.0
+    if not math.isfinite(worst):
+        raise ExportVerificationError(f"segment export '{folder}' gives non-finite logits on {eval_set}; the weights "
+                                      "are corrupt: retrain or re-extract the subnet.")
+    if same != len(y):
+        raise ExportVerificationError(f"segment export '{folder}' took another exit than PyTorch on {len(y) - same} of "
+                                      f"{len(y)} images of {eval_set}; the export is broken: re-export it.")
+    if worst > tolerance:
+        raise ExportVerificationError(f"segment export '{folder}' disagrees with PyTorch on {eval_set}: max |logit "
+                                      f"difference| = {worst:.3g} > {tolerance:g}; re-export it.")
+    if not np.array_equal(btaken, taken) or batch_diff > tolerance:
+        raise ExportVerificationError(f"segment export '{folder}' at batch {batch} differs from batch 1 on {eval_set} "
+                                      f"(exits equal: {np.array_equal(btaken, taken)}, max |logit difference| "
+                                      f"{batch_diff:.3g}); the runtime's batch compaction is broken.")
+    n = max(1, len(y))
+    hist = np.bincount(taken, minlength=len(heads)) if len(heads) else np.zeros(0, np.int64)
+    return {"max_abs_logit_diff": worst, "same_exit_as_pytorch": same / n, "batch_check": batch,
+            "max_abs_logit_diff_batch_vs_1": batch_diff, "onnx_accuracy": float((logits.argmax(1) == y).mean()),
+            "exit_histogram": hist.tolist(), "exit_rates": (hist / n).tolist(), "n_images": int(len(y)),
+            "stages": sess.n_stages, "runtime": "supernet.runtime.DynamicSession (onnxruntime)"}

@@ -2,10 +2,9 @@
 
 A subnet with ``cascade = k`` (see :class:`supernet.space.SearchSpace`) runs the uniform scout
 ``space.scout(subnet)`` with its exits off, tests its final logits, and returns them when
-confident; otherwise it runs the subnet (with its own exits) inside the other branch. Leaving at
-the scout costs the scout and one exit test; leaving anywhere later costs that plus the subnet
-up to there, costed as inside a branch (``in_branch=True``: onnxruntime CPU does not
-layout-optimise ``If`` branches, see :mod:`predictors.host_latency`).
+confident; otherwise the subnet runs (with its own exits) as the next stages of the chain
+(:mod:`supernet.stages`). Leaving at the scout costs the scout and its exit test; leaving anywhere
+later costs that plus the subnet up to there, as the subnet's own chain costs it.
 
 Example::
 
@@ -53,10 +52,10 @@ class CascadeLatency:
             per_kind = dict(zip(first, ms, strict=True))
             scout_ms = np.asarray([per_kind[subnets[i].cascade] for i in rows]) + float(
                 getattr(self.inner, "decide_ms", 0.0))
-            inside = np.asarray(self.inner.predict_exit_ms([mains[i] for i in rows], in_branch=True),
+            inside = np.asarray(self.inner.predict_exit_ms([mains[i] for i in rows]),
                                 dtype=np.float64).reshape(len(rows), -1)
             out[rows, 0] = scout_ms
-            out[rows, 1:] = scout_ms[:, None] + inside
+            out[rows, 1:] = scout_ms[:, None] + float(getattr(self.inner, "escalate_ms", 0.0)) + inside
         return out
 
     def __getattr__(self, name: str) -> Any:

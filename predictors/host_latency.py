@@ -18,6 +18,15 @@
    regression (penalty chosen by leave-one-out), so the table holds each block's cost *in
    context*. The result is still ``constant + sum_i table[i, width_i]``: one gather per subnet.
 
+4. **Segment chains.** A dynamic subnet runs as a chain of graphs (:mod:`supernet.stages`, run by
+   :class:`supernet.runtime.DynamicSession`): each stage is one more session call, and the hidden
+   tensor leaves one graph's blocked layout and enters the next's. The reference, smallest and
+   largest subnets are exported as chains for every exit mask and timed through the runtime along
+   every path (leave at each exit, or run to the end). A non-negative least-squares fit gives, per
+   exit position, the cost of *reaching* a cut (the stage output) and of *passing* it (one more
+   call, the input), on top of the table's work: ``L_e = table work up to exit e, heads included,
+   + Σ cuts on the way``. The search's expected latency is ``Σ p_e · L_e`` over these stages.
+
 The measurements are cached as a versioned JSON file keyed by device and arch-config hash; the
 fit is recomputed on load (deterministic), so a reloaded predictor predicts exactly what the
 first one did.
@@ -25,9 +34,12 @@ first one did.
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import math
 import os
 import platform
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -37,16 +49,16 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import torch
-from scipy.optimize import least_squares
+from scipy.optimize import least_squares, nnls
 from sklearn.linear_model import RidgeCV
 
 from predictors.errors import CalibrationError, PredictorCacheError, check_header
 from predictors.kernel_graphs import chain_graph, input_shape, null_graph
 from predictors.kernels import exit_kernels, layer_kernels
+from predictors.onnx_chain import exit_names, export_chain, timing_chain
 from predictors.onnx_io import (
     measure_latencies,
     measure_latency,
-    measure_optimisation_penalty,
     measure_over_inputs,
     onnx_bytes,
 )
@@ -56,10 +68,12 @@ from supernet.cost import CostedConfig
 from supernet.errors import CheckpointError
 from supernet.extract import extract
 from supernet.registry import get_family
+from supernet.runtime import DynamicSession
 from supernet.space import SearchSpace, SubnetConfig
+from supernet.stages import build_stages
 
 FORMAT = "dynnas-latency-lut"
-FORMAT_VERSION = 3  # 2: timings relative to an interleaved reference model; 3: exit heads, branch penalty
+FORMAT_VERSION = 4  # 2: relative to an interleaved reference; 3: exit heads; 4: segment chains, no branch penalty
 Progress = Callable[[str, int, int], None]
 
 
@@ -116,6 +130,64 @@ def subnet_onnx(supernet: torch.nn.Module, subnet: SubnetConfig) -> tuple[bytes,
     return onnx_bytes(extract(supernet, subnet), example), tuple(example.shape)
 
 
+def exit_masks(n_exits: int) -> list[tuple[int, ...]]:
+    """Every non-empty exit mask of ``n_exits`` heads."""
+    return [m for m in itertools.product((0, 1), repeat=n_exits) if any(m)]
+
+
+def chain_paths(mask: tuple[int, ...]) -> list[int | None]:
+    """Where a sample can leave a chain cut at ``mask``'s exits: each enabled exit, then ``None`` (the end)."""
+    return [*(e for e, bit in enumerate(mask) if bit), None]
+
+
+def measure_chains(supernet: torch.nn.Module, space: SearchSpace, subnets: Sequence[SubnetConfig],
+                   reference: tuple[bytes, tuple[int, ...]], *, rounds: int, threads: int, seed: int,
+                   progress: Progress | None = None) -> list[dict[str, Any]]:
+    """Time ``subnets`` as segment chains through the runtime, for every exit mask and every path, then with each
+    cascade scout first (leaving at the scout, or running the subnet after it)."""
+    n_exits = len(space.exit_positions)
+    if not n_exits:
+        return []
+    shape = reference[1]
+    models: dict[str, tuple[Any, tuple[int, ...]]] = {}
+    rows: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="dynnas-chains-") as tmp:
+        jobs = [(s, m) for s in subnets for m in exit_masks(n_exits)]
+        for i, (s, mask) in enumerate(jobs):
+            folder = Path(tmp) / f"c{i}"
+            folder.mkdir()
+            net = extract(supernet, s)
+            n_stages = timing_chain(net, mask, shape, folder)
+            arch = space.format(dataclasses.replace(s, exits=mask))
+            for j, leave in enumerate(chain_paths(mask)):
+                over = [math.inf] * (n_stages - 1)
+                if leave is not None:
+                    over[j] = -math.inf
+                key = f"{arch}@{'final' if leave is None else leave}"
+                models[key] = (DynamicSession(folder, threads=threads, thresholds=over).run, shape)
+                rows[key] = {"arch": arch, "leave": leave}
+            if progress is not None:
+                progress("exporting segment chains", i + 1, len(jobs))
+        n_scouts = min(2, len(space.width_choices) - 1)  # a width cascade's scouts: the narrowest uniform subnets
+        off = (0,) * n_exits
+        for j in range(n_scouts):
+            scout = extract(supernet, space.uniform(j))
+            for i, s in enumerate(subnets):
+                folder = Path(tmp) / f"s{j}-{i}"
+                folder.mkdir()
+                stages = build_stages(extract(supernet, s), off, [None] * n_exits, scout=scout, scout_threshold=0.5)
+                export_chain(stages, torch.zeros(shape), folder, normalisation={}, names=exit_names(n_exits, True),
+                             classes=[])
+                arch = space.format(dataclasses.replace(s, exits=off))
+                for leave, over in (("scout", [-math.inf]), (None, [math.inf])):
+                    key = f"{arch}@scout{j}@{leave or 'final'}"
+                    models[key] = (DynamicSession(folder, threads=threads, thresholds=over).run, shape)
+                    rows[key] = {"arch": arch, "scout": j, "leave": leave}
+        timed = measure_latencies(models, reference, rounds=rounds, threads=threads, seed=seed, progress=progress)
+    return [{**rows[k], "ratio": timed[k].ratio, "ratio_p10": timed[k].ratio_p10, "ratio_p90": timed[k].ratio_p90,
+             "median_ms": timed[k].median_ms} for k in models]
+
+
 def measure_host(device: str, arch_config: CostedConfig, *, seed: int = 0, n_calibration: int = 60, rounds: int = 5,
                  threads: int = 1, progress: Progress | None = None) -> dict[str, Any]:
     """Measure the LUT and the calibration subnets on this machine; return the cache document."""
@@ -135,7 +207,9 @@ def measure_host(device: str, arch_config: CostedConfig, *, seed: int = 0, n_cal
         if progress is not None:
             progress("exporting calibration subnets", i + 1, len(subnets))
     timed = measure_latencies(models, reference, rounds=rounds, threads=threads, seed=seed, progress=progress)
-    branch_penalty = measure_optimisation_penalty(reference[0], reference[1], threads=threads, seed=seed)
+    chain_subnets = list(dict.fromkeys([ref, space.smallest(), space.largest()]))
+    chains = measure_chains(supernet, space, chain_subnets, reference, rounds=rounds, threads=threads, seed=seed,
+                            progress=progress)
 
     def entry(key: str) -> dict[str, float]:
         t = timed[key]
@@ -154,7 +228,7 @@ def measure_host(device: str, arch_config: CostedConfig, *, seed: int = 0, n_cal
         "lut": {key: entry(f"unit:{key}") for key in lut_units},
         "calibration": [{"arch": space.format(s), **entry(f"subnet:{space.format(s)}")} for s in subnets],
         "noise": {"machine_spread": timed.machine_spread, "load_average": list(os.getloadavg())},
-        "branch_penalty": branch_penalty,
+        "chains": chains,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "build_s": time.perf_counter() - start,
     }
@@ -237,7 +311,12 @@ class HostLUTPredictor:
         self.cal_ratio = np.array([float(r["ratio"]) for r in doc["calibration"]])
         self.slope, self.intercept = fit_correction(self.lut_table(self.cal_subnets), self.cal_ratio)
         self.table, self.alpha = self._fit(np.arange(len(self.cal_subnets)))
-        self.branch_penalty = float(doc.get("branch_penalty", 1.0))
+        self.n_exits = len(self.space.exit_positions)
+        chains = doc.get("chains") or []
+        self.cut_reach, self.cut_pass, self.chain_fit = self._fit_cuts([c for c in chains if "scout" not in c])
+        self.scout_reach, self.scout_pass, self.scout_fit = self._fit_scouts([c for c in chains if "scout" in c])
+        self.decide_ms = self.reference_ms * self.scout_reach  # a scout's exit test and the stage boundary
+        self.escalate_ms = self.reference_ms * self.scout_pass  # the subnet's first call after a scout
 
     def _fit(self, rows: np.ndarray) -> tuple[UnitTable, float]:
         lut = self.lut_table
@@ -257,27 +336,69 @@ class HostLUTPredictor:
         """Predicted batch-1, 1-thread onnxruntime latency of each subnet, in ms (at the calibration's speed)."""
         return self.reference_ms * self.table(subnets)
 
-    decide_ms = 0.0  # a scout's exit test (softmax over the classes, a compare): not timed, ≪ 1 % of a subnet
+    def _fit_scouts(self, chains: list[dict[str, Any]]) -> tuple[float, float, dict[str, Any]]:
+        """The cost of a scout stage beyond its whole-graph prediction (reaching its test) and of passing it (the
+        subnet's first call after it), by NNLS on the timed scout chains (ratios)."""
+        if not chains:
+            return 0.0, 0.0, {"n_paths": 0}
+        scouts = self.table([self.space.uniform(int(c["scout"])) for c in chains])
+        mains = self.table([self.space.parse(c["arch"]) for c in chains])
+        final = np.array([c["leave"] is None for c in chains], dtype=np.float64)
+        measured = np.array([float(c["ratio"]) for c in chains])
+        base = scouts + final * mains
+        design = np.column_stack([np.ones(len(chains)), final])
+        w = 1.0 / measured
+        theta, _ = nnls(design * w[:, None], (measured - base) * w)
+        err = (base + design @ theta) / measured - 1.0
+        return float(theta[0]), float(theta[1]), {"n_paths": len(chains),
+                                                  "rmse_pct": float(100 * np.sqrt(np.mean(err ** 2))),
+                                                  "max_abs_pct": float(100 * np.abs(err).max())}
 
-    def predict_exit_ms(self, subnets: Sequence[SubnetConfig], *, in_branch: bool = False) -> np.ndarray:
-        """``(n, E + 1)`` ms of leaving at each exit, then at the final classifier (see ``UnitTable.exit_costs``).
+    def _cut_matrix(self, subnets: Sequence[SubnetConfig], reach: np.ndarray, passing: np.ndarray) -> np.ndarray:
+        """``(n, E + 1)`` cut costs of each path: the cuts reached on the way to each exit (and to the end)."""
+        on = np.asarray([s.exits or (0,) * self.n_exits for s in subnets], dtype=np.float64).reshape(-1, self.n_exits)
+        reached = np.cumsum(on * reach, axis=1)  # leaving at e pays the output of every cut up to e
+        passed = np.cumsum(on * passing, axis=1) - on * passing  # and the calls of the cuts before e
+        leave = np.where(on > 0, reached + passed, 0.0)
+        final = (on * (reach + passing)).sum(axis=1)
+        return np.column_stack([leave, final])
 
-        The heads' cost is their isolated-unit timing scaled by the fitted slope: the calibration
-        subnets are timed without heads. Work after the first enabled exit is scaled by
-        ``branch_penalty`` (see :func:`predictors.onnx_io.measure_optimisation_penalty`); with
-        ``in_branch`` (the subnet runs inside a cascade's ``If`` branch) all of its work is.
+    def _fit_cuts(self, chains: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        """Per exit position, the cost of reaching a cut and of passing it (ratios), by NNLS on the chains."""
+        zero = np.zeros(self.n_exits)
+        if not chains or not self.n_exits:
+            return zero, zero, {"n_paths": 0}
+        subs = [self.space.parse(c["arch"]) for c in chains]
+        base = self.table.exit_costs(subs)
+        cols = [self.n_exits if c["leave"] is None else int(c["leave"]) for c in chains]
+        measured = np.array([float(c["ratio"]) for c in chains])
+        rows = np.arange(len(chains))
+        y = measured - base[rows, cols]
+        design = np.zeros((len(chains), 2 * self.n_exits))
+        for k in range(self.n_exits):  # the cut matrix is linear in (reach, pass): one column per parameter
+            unit = np.zeros(self.n_exits)
+            unit[k] = 1.0
+            design[:, k] = self._cut_matrix(subs, unit, zero)[rows, cols]
+            design[:, self.n_exits + k] = self._cut_matrix(subs, zero, unit)[rows, cols]
+        weight = 1.0 / measured  # relative error
+        theta, _ = nnls(design * weight[:, None], y * weight)
+        reach, passing = theta[: self.n_exits], theta[self.n_exits:]
+        pred = base[rows, cols] + design @ theta
+        err = pred / measured - 1.0
+        return reach, passing, {"n_paths": len(chains), "rmse_pct": float(100 * np.sqrt(np.mean(err ** 2))),
+                                "max_abs_pct": float(100 * np.abs(err).max()),
+                                "within_10pct": float(np.mean(np.abs(err) <= 0.10))}
+
+    def predict_exit_ms(self, subnets: Sequence[SubnetConfig]) -> np.ndarray:
+        """``(n, E + 1)`` ms of leaving at each exit, then at the final classifier, as the segment runtime runs it.
+
+        The table's work up to there (heads on the way included, see ``UnitTable.exit_costs``) plus, for
+        every enabled exit on the way, the measured cost of its cut: the stage's output, and the next
+        stage's call when the sample goes on.
         """
         costs = self.table.exit_costs(subnets)
-        if in_branch:
-            return self.reference_ms * self.branch_penalty * costs
-        # Everything after the first enabled exit runs inside an ONNX ``If`` branch, which onnxruntime does
-        # not layout-optimise: scale that work by the measured branch penalty.
-        for i, s in enumerate(subnets):
-            on = [e for e, bit in enumerate(s.exits) if bit]
-            if on:
-                first = costs[i, on[0]]
-                later = np.arange(costs.shape[1]) > on[0]
-                costs[i, later] = first + self.branch_penalty * (costs[i, later] - first)
+        if len(subnets) and self.n_exits:
+            costs = costs + self._cut_matrix(subnets, self.cut_reach, self.cut_pass)
         return self.reference_ms * costs
 
     def speed_now(self, arch_config: CostedConfig, *, seconds: float = 1.5, threads: int = 1,
@@ -325,7 +446,9 @@ class HostLUTPredictor:
             "params": {"slope": self.slope, "intercept_ratio": self.intercept, "ridge_alpha": self.alpha,
                        "reference_arch": d["reference"]["arch"], "reference_ms": self.reference_ms,
                        "null_ratio": float(d["null"]["ratio"]), "lut_entries": len(self.lut),
-                       "branch_penalty": self.branch_penalty},
+                       "cut_reach_ratio": self.cut_reach.tolist(), "cut_pass_ratio": self.cut_pass.tolist()},
+            "chain_fit": self.chain_fit,
+            "scout_fit": {**self.scout_fit, "reach_ratio": self.scout_reach, "pass_ratio": self.scout_pass},
             "quality": {
                 "n_calibration": len(err),
                 "loo_within_10pct": float(np.mean(np.abs(err) <= 0.10)),

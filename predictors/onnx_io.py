@@ -17,6 +17,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -48,8 +49,54 @@ class LatencyStats:
         return asdict(self)
 
 
-def onnx_bytes(model: nn.Module, example: torch.Tensor) -> bytes:
-    """Serialise ``model`` (eval mode, weights embedded) to ONNX bytes with a dynamic batch axis.
+def _used_names(graph: onnx.GraphProto, used: set[str]) -> None:
+    """Every tensor name read by a node of ``graph`` or of its subgraphs (``If`` branches, loop bodies)."""
+    for node in graph.node:
+        used.update(node.input)
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                _used_names(attr.g, used)
+            elif attr.type == onnx.AttributeProto.GRAPHS:
+                for g in attr.graphs:
+                    _used_names(g, used)
+    used.update(o.name for o in graph.output)
+
+
+def _prune_graph(graph: onnx.GraphProto, used: set[str]) -> int:
+    keep = [t for t in graph.initializer if t.name in used]
+    gone = {t.name for t in graph.initializer} - {t.name for t in keep}
+    removed = len(gone)
+    if removed:
+        del graph.initializer[:]
+        graph.initializer.extend(keep)
+        inputs = [i for i in graph.input if i.name not in gone]
+        del graph.input[:]
+        graph.input.extend(inputs)
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                removed += _prune_graph(attr.g, used)
+            elif attr.type == onnx.AttributeProto.GRAPHS:
+                for g in attr.graphs:
+                    removed += _prune_graph(g, used)
+    return removed
+
+
+def clean_onnx(data: bytes) -> bytes:
+    """``data`` without initializers that no node reads (in any subgraph): onnxruntime warns about each one
+    on every load ("Removing initializer ... It is not used by any node"). Returns ``data`` itself when clean."""
+    proto = onnx.load_from_string(data)
+    used: set[str] = set()
+    _used_names(proto.graph, used)
+    if not _prune_graph(proto.graph, used):
+        return data
+    return proto.SerializeToString()
+
+
+def module_onnx_bytes(model: nn.Module, examples: tuple[torch.Tensor, ...], input_names: list[str],
+                      output_names: list[str]) -> bytes:
+    """Serialise ``model`` (eval mode, weights embedded, unused initializers pruned) to ONNX bytes, every
+    input and output with a dynamic batch axis.
 
     Uses the TorchScript exporter (``dynamo=False``): about 20x faster than the dynamo exporter
     for these small CNNs (0.3 s vs 6 s) and it folds BN into the convs.
@@ -60,12 +107,17 @@ def onnx_bytes(model: nn.Module, example: torch.Tensor) -> bytes:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
-            torch.onnx.export(model, (example,), buf, dynamo=False, opset_version=OPSET, do_constant_folding=True,
-                              input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                              dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
+            torch.onnx.export(model, examples, buf, dynamo=False, opset_version=OPSET, do_constant_folding=True,
+                              input_names=list(input_names), output_names=list(output_names),
+                              dynamic_axes={n: {0: "batch"} for n in (*input_names, *output_names)})
     finally:
         model.train(was_training)
-    return buf.getvalue()
+    return clean_onnx(buf.getvalue())
+
+
+def onnx_bytes(model: nn.Module, example: torch.Tensor) -> bytes:
+    """Serialise ``model`` to ONNX bytes with a dynamic batch axis: input ``image``, output ``logits``."""
+    return module_onnx_bytes(model, (example,), [INPUT_NAME], [OUTPUT_NAME])
 
 
 def export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> None:
@@ -120,7 +172,7 @@ def _feeds(sess: ort.InferenceSession, input_shape: tuple[int, ...], seed: int) 
     return feeds
 
 
-def _time(sess: ort.InferenceSession, feeds: dict[str, np.ndarray], warmup: int, repeats: int,
+def _time(sess: Any, feeds: Any, warmup: int, repeats: int,
           threads: int) -> LatencyStats:
     run = sess.run
     for _ in range(warmup):
@@ -141,10 +193,14 @@ def _check(warmup: int, repeats: int, rounds: int = 1) -> None:
         raise ConfigError(f"need repeats >= 1, warmup >= 0 and rounds >= 1, but got {repeats=}, {warmup=}, {rounds=}.")
 
 
-def measure_latency(model: Path | bytes, input_shape: tuple[int, ...], *, threads: int = 1, warmup: int = 10,
-                    repeats: int = 50, seed: int = 0) -> LatencyStats:
-    """Time one inference of ``model`` on a seeded random input of ``input_shape`` (see module doc)."""
+def measure_latency(model: Path | bytes | Callable[[np.ndarray], object], input_shape: tuple[int, ...], *,
+                    threads: int = 1, warmup: int = 10, repeats: int = 50, seed: int = 0) -> LatencyStats:
+    """Time one inference of ``model`` (ONNX, or a callable taking one input array) on a seeded random input
+    of ``input_shape`` (see module doc)."""
     _check(warmup, repeats)
+    if callable(model):
+        x = np.random.default_rng(seed).random(tuple(input_shape), dtype=np.float32)
+        return _time(_CallableRun(model), x, warmup, repeats, threads)
     sess = session(model, threads=threads)
     return _time(sess, _feeds(sess, input_shape, seed), warmup, repeats, threads)
 
@@ -182,13 +238,24 @@ class TimingSession:
         return self.timings[key]
 
 
-def measure_latencies(models: Mapping[str, tuple[Path | bytes, tuple[int, ...]]],
+class _CallableRun:
+    """A callable model behind ``InferenceSession.run``'s signature (``run(None, x)``)."""
+
+    def __init__(self, fn: Callable[[np.ndarray], object]) -> None:
+        self.fn = fn
+
+    def run(self, _names: None, x: np.ndarray) -> object:
+        return self.fn(x)
+
+
+def measure_latencies(models: Mapping[str, tuple[Path | bytes | Callable[[np.ndarray], object], tuple[int, ...]]],
                       reference: tuple[Path | bytes, tuple[int, ...]], *, rounds: int = 5, threads: int = 1,
                       warmup: int = 10, repeats: int = 50, block: int = 5, seed: int = 0,
                       progress: Callable[[str, int, int], None] | None = None) -> TimingSession:
     """Time many models against one reference model that runs interleaved with each of them.
 
-    ``models`` maps a key to ``(model, input_shape)``. A shared or virtualised CPU changes speed
+    ``models`` maps a key to ``(model, input_shape)``; a model is ONNX (a path or bytes) or a callable
+    taking one input array. A shared or virtualised CPU changes speed
     by up to 1.6x over tenths of a second (measured on the dev VM), so a model's plain median
     depends on *when* it was timed: two sessions agreed within ±10 % on only half of 240
     subnets. The speed change hits the model and a reference timed a few milliseconds apart
@@ -203,8 +270,12 @@ def measure_latencies(models: Mapping[str, tuple[Path | bytes, tuple[int, ...]]]
         raise ConfigError(f"`repeats` ({repeats}) must be a positive multiple of `block` ({block}).")
     ref_sess = session(reference[0], threads=threads)
     ref_feeds = _feeds(ref_sess, reference[1], seed)
-    sessions = {}
+    sessions: dict[str, tuple[Any, Any]] = {}
     for key, (model, shape) in models.items():
+        if callable(model):  # a runner taking one input array (a segment chain's DynamicSession.run)
+            x = np.random.default_rng(seed).random(tuple(shape), dtype=np.float32)
+            sessions[key] = (_CallableRun(model), x)
+            continue
         sess = session(model, threads=threads)
         sessions[key] = (sess, _feeds(sess, shape, seed))
     for _ in range(warmup):
@@ -255,24 +326,32 @@ def measure_latencies(models: Mapping[str, tuple[Path | bytes, tuple[int, ...]]]
     return TimingSession(timings, reference_ms, spread)
 
 
-def measure_over_inputs(model: Path | bytes, reference: tuple[Path | bytes, tuple[int, ...]], inputs: np.ndarray, *,
+def measure_over_inputs(model: Path | bytes | Callable[[np.ndarray], object],
+                        reference: tuple[Path | bytes, tuple[int, ...]], inputs: np.ndarray, *,
                         threads: int = 1, warmup: int = 10, block: int = 5, passes: int = 1,
                         seed: int = 0) -> dict[str, float | int]:
     """Expected latency of an input-dependent model (early exits): every input of ``inputs`` timed at
     batch 1, in blocks of ``block`` inputs, each block preceded by a block of reference runs.
 
-    The statistic is the mean over all inputs of (input time / the preceding reference block's
-    median), i.e. the expected latency relative to the reference: the same protocol as
-    :func:`measure_latencies`, with the model's input taken from the data instead of fixed.
+    ``model`` is an ONNX model, or a callable taking one batch-1 input (e.g. a segment chain's
+    ``supernet.runtime.DynamicSession.run``). The statistic is the mean over all inputs of (input time /
+    the preceding reference block's median), i.e. the expected latency relative to the reference:
+    the same protocol as :func:`measure_latencies`, with the model's input taken from the data.
     """
     _check(warmup, block, passes)
     ref_sess = session(reference[0], threads=threads)
     ref_feeds = _feeds(ref_sess, reference[1], seed)
-    sess = session(model, threads=threads)
-    name = sess.get_inputs()[0].name
+    if callable(model):
+        call = model
+    else:
+        sess = session(model, threads=threads)
+        name = sess.get_inputs()[0].name
+
+        def call(xi: np.ndarray) -> object:
+            return sess.run(None, {name: xi})
     x = np.ascontiguousarray(inputs, dtype=np.float32)
     for i in range(min(warmup, len(x))):
-        sess.run(None, {name: x[i: i + 1]})
+        call(x[i: i + 1])
         ref_sess.run(None, ref_feeds)
     clock = time.perf_counter
     ratios, raw, ref_all = [], [], []
@@ -286,9 +365,9 @@ def measure_over_inputs(model: Path | bytes, reference: tuple[Path | bytes, tupl
             r_med = float(np.median(tr))
             ref_all.extend(tr.tolist())
             for i in range(start, min(start + block, len(x))):
-                feed = {name: x[i: i + 1]}
+                xi = x[i: i + 1]
                 t0 = clock()
-                sess.run(None, feed)
+                call(xi)
                 dt = clock() - t0
                 ratios.append(dt / r_med)
                 raw.append(dt)
@@ -320,7 +399,7 @@ def export_branching_onnx(model: nn.Module, example: torch.Tensor, path: Path, *
             proto = program.model_proto
     finally:
         model.train(was_training)
-    data = proto.SerializeToString()
+    data = clean_onnx(proto.SerializeToString())
     onnx.checker.check_model(onnx.load_from_string(data))
     try:
         atomic_write(Path(path), lambda p: p.write_bytes(data))
@@ -330,48 +409,9 @@ def export_branching_onnx(model: nn.Module, example: torch.Tensor, path: Path, *
 
 def export_multi_output_onnx(model: nn.Module, example: torch.Tensor, path: Path, output_names: list[str]) -> None:
     """Write a model with several outputs (every exit's logits) with a dynamic batch axis, self-contained."""
-    was_training = model.training
-    model.eval()
-    buf = io.BytesIO()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(model, (example,), buf, dynamo=False, opset_version=OPSET, do_constant_folding=True,
-                              input_names=[INPUT_NAME], output_names=output_names,
-                              dynamic_axes={INPUT_NAME: {0: "batch"}, **{n: {0: "batch"} for n in output_names}})
-    finally:
-        model.train(was_training)
-    data = buf.getvalue()
+    data = module_onnx_bytes(model, (example,), [INPUT_NAME], list(output_names))
     try:
         atomic_write(Path(path), lambda p: p.write_bytes(data))
     except OSError as e:
         raise OutputError(f"cannot write ONNX file '{path}' ({e.strerror}); pass a writable path.") from None
 
-
-def measure_optimisation_penalty(model: Path | bytes, input_shape: tuple[int, ...], *, threads: int = 1,
-                                 rounds: int = 20, block: int = 5, seed: int = 0) -> float:
-    """How much slower ``model`` runs with onnxruntime's layout optimisations off (``ORT_ENABLE_EXTENDED``)
-    than with all on, as the median ratio of interleaved blocks.
-
-    onnxruntime's CPU layout transformer (NCHWc) rewrites only the main graph, not the branches of an
-    ``If``: what runs inside a branch runs at the ``EXTENDED`` level's speed (measured here: 2.5-3.5x
-    slower for these CNNs). The host latency model scales the work inside exit branches by this.
-    """
-    fast = session(model, threads=threads)
-    so = session_options(threads, level=ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED)
-    slow = ort.InferenceSession(model if isinstance(model, bytes) else str(model), so,
-                                providers=["CPUExecutionProvider"])
-    feeds = _feeds(fast, input_shape, seed)
-    for s in (fast, slow):
-        for _ in range(10):
-            s.run(None, feeds)
-    ratios = []
-    tf, ts = np.empty(block), np.empty(block)
-    for _ in range(rounds):
-        for arr, s in ((tf, fast), (ts, slow)):
-            for j in range(block):
-                t0 = time.perf_counter()
-                s.run(None, feeds)
-                arr[j] = time.perf_counter() - t0
-        ratios.append(float(np.median(ts) / np.median(tf)))
-    return float(np.median(ratios))

@@ -187,7 +187,12 @@ class RooflinePredictor:
         self.bandwidth = profile.memory_bandwidth.value * 1e9
         self.bytes_per_element = BYTES_PER_ELEMENT[self.precision]
         self.arch_num_classes = int(arch_config.num_classes)
-        self.table = UnitTable.build(arch_config, self._ms, bytes_per_element=self.bytes_per_element, batch=batch)
+        table = UnitTable.build(arch_config, self._ms, bytes_per_element=self.bytes_per_element, batch=batch)
+        # A data-dependent exit on a GPU: the host reads the score back before it launches the next stage (a
+        # device-to-host copy and a stream synchronise: two driver round trips, each costed as one launch).
+        self.sync_ms = 2e3 * params.overhead_s if profile.kind == "gpu" else 0.0
+        self.table = table.with_values(table.constant, table.table, table.stem,
+                                       tuple(h + self.sync_ms for h in table.heads))
         self.batch = batch
 
     def _ms(self, kernels: Sequence[Kernel]) -> float:
@@ -198,12 +203,12 @@ class RooflinePredictor:
         """Predicted batch-1 latency of each subnet (exits off), in ms."""
         return self.table(subnets)
 
-    def predict_exit_ms(self, subnets: Sequence[SubnetConfig], *, in_branch: bool = False) -> np.ndarray:
+    def predict_exit_ms(self, subnets: Sequence[SubnetConfig]) -> np.ndarray:
         """``(n, E + 1)`` ms of leaving at each exit, then at the final classifier (heads on the way included).
 
-        A head's exit test (``decide``) is one more launched kernel; the host round trip a
-        data-dependent branch costs on a GPU is not modelled beyond that kernel's overhead
-        (``in_branch``, a subnet run inside a cascade's branch, changes nothing here).
+        A head's exit test (``decide``) is one more launched kernel; on a GPU each exit reached also costs
+        the host's read of its score (``sync_ms``: a device-to-host copy and a synchronise, two launch
+        overheads), since the next stage is launched only once the host knows the sample goes on.
         """
         return self.table.exit_costs(subnets)
 
@@ -215,7 +220,7 @@ class RooflinePredictor:
         n = self.arch_num_classes
         k = to_kernel({"name": "scout.decide", "op": "decide", "cin": n, "cout": n, "kernel": 1, "stride": 1,
                        "groups": 1, "h_in": 1, "h_out": 1, "macs": 0}, bytes_per_element=self.bytes_per_element)
-        return self._ms([k])
+        return self._ms([k]) + self.sync_ms
 
     def kernels_ms(self, kernels: Sequence[Kernel]) -> float:
         """Latency of any kernel list on this device (e.g. a reference model), in ms."""
@@ -230,7 +235,8 @@ class RooflinePredictor:
             "power_mode": self.power_mode,
             "peak_ops_per_s": self.peak_ops,
             "bandwidth_bytes_per_s": self.bandwidth,
-            "params": {**asdict(self.params), "overhead_us": self.params.overhead_s * 1e6},
+            "params": {**asdict(self.params), "overhead_us": self.params.overhead_s * 1e6,
+                       "exit_sync_us": self.sync_ms * 1e3},
             "overhead_prior_us": self.profile.kernel_overhead.value,
             "calibration": self.fit_rows,
             "quality": {"n_points": len(self.fit_rows), "max_abs_residual_pct": float(np.abs(res).max()),

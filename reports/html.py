@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 
 from reports.batches import BatchGroup, batch_groups
+from reports.bench import bench_note, bench_table, read_bench
 from reports.compare import compare_text, seed_groups
 from reports.exits import exits_table, exits_text
 from reports.families import FamilyGroup, family_groups
@@ -56,7 +57,7 @@ TITLE = "dynnas report"
 SECTIONS = {"overview": "Overview", "deployment": "Deployment", "fronts": "Fronts", "families": "Families",
             "batches": "Batch size", "explore": "Explore", "hypervolume": "Hypervolume",
             "algorithms": "Algorithms over seeds", "predictors": "Predicted vs measured", "exits": "Early exits",
-            "exported": "Exported subnets", "comparison": "Comparison"}
+            "exported": "Exported subnets", "bench": "Measured", "comparison": "Comparison"}
 
 CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1200px;color:#222;
@@ -159,7 +160,8 @@ def render(views: list[RunView], deployments: list[tuple[Path, pd.DataFrame]] | 
     several = len(views) > 1
     deployments = deployments or []
     families, batches = family_groups(views), batch_groups(views)
-    shown = [k for k in SECTIONS if (several or k not in ("algorithms", "comparison"))
+    benches = [(v, doc) for v in views if (doc := read_bench(v.folder)) is not None]
+    shown = [k for k in SECTIONS if (several or k not in ("algorithms", "comparison")) and (benches or k != "bench")
              and (deployments or k != "deployment") and (families or k != "families") and (batches or k != "batches")]
     parts = [f"<h1>dynnas search report</h1><p class='note'>{len(views)} run(s): "
              f"{esc(', '.join(str(v.folder) for v in views))}</p>",
@@ -235,6 +237,11 @@ def render(views: list[RunView], deployments: list[tuple[Path, pd.DataFrame]] | 
         else:
             parts.append("<p class='note'>none exported; run <code>dynnas export "
                          f"{esc(str(v.folder))}</code>.</p>")
+    if benches:
+        parts.append(_h2("bench", "Measured on this machine (dynnas bench)"))
+        for v, doc in benches:
+            parts.append(f"<h3>{esc(v.title)}</h3><p class='note'>{esc(bench_note(doc))}</p>"
+                         + table_html(bench_table(doc), code_cols=("arch",)))
     if several:
         parts.append(_h2("comparison", "How the runs' choices differ") + "<ul>"
                      + "".join(f"<li>{esc(t)}</li>" for t in compare_text(views)) + "</ul>")

@@ -99,15 +99,21 @@ def test_exits_asked_of_a_supernet_without_heads(headless, tmp_path, extra):
     assert not out.exists()
 
 
-def test_export_writes_a_verified_if_graph(sn, tmp_path, exit_run, digits):
-    import onnx
-
-    out = tmp_path / "run"
+@pytest.fixture(scope="module")
+def exported(exit_run, tmp_path_factory) -> Path:
     import shutil
 
+    out = tmp_path_factory.mktemp("exported") / "run"
     shutil.copytree(exit_run, out)
     text = ok(["export", str(out), "--top", "3"])
     assert "exported" in text.lower() or "subnet" in text.lower()
+    return out
+
+
+def test_export_writes_a_verified_if_graph(sn, tmp_path, exported, digits):
+    import onnx
+
+    out = exported
     run = json.loads((out / "run.json").read_text())
     dynamic = 0
     for sid in run["exported"]:
@@ -119,6 +125,19 @@ def test_export_writes_a_verified_if_graph(sn, tmp_path, exit_run, digits):
         assert "If" in {n.op_type for n in onnx.load(str(folder / "model.onnx")).graph.node}
         assert (folder / "model.all_exits.onnx").is_file()
         assert verify["same_exit_as_pytorch"] == 1.0 and verify["max_abs_logit_diff"] <= 1e-4
+        assert verify["single_file"]["same_exit_as_pytorch"] == 1.0  # the If graph routes as the chain does
+        assert verify["single_file"]["onnx_accuracy"] == verify["onnx_accuracy"]
+        manifest = json.loads((folder / "manifest.json").read_text())
+        assert manifest["format"] == "dynnas-segments" and manifest["format_version"] == 1
+        assert [s["file"] for s in manifest["stages"]] == arch["stages"] and len(arch["stages"]) >= 2
+        assert manifest["stages"][-1]["exit"]["name"] == "final" and (folder / "static.onnx").is_file()
+        assert verify["max_abs_logit_diff_batch_vs_1"] <= 1e-5 and verify["batch_check"] == 32
+        host = verify["predicted_host"]
+        assert host["static_ms"] > 0 and len(host["exit_ms"]) == 3
+        assert host["exit_ms"][-1] >= host["static_ms"]  # running to the end costs at least the static subnet
+        rec = verify["recosted"]
+        assert sum(rec["exit_rates"]) == pytest.approx(1.0) and rec["device"] == "jetson-orin"
+        assert 0 < rec["latency_ms"] <= verify["predicted_worst_latency_ms"] * (1 + 1e-9)  # expected ≤ worst case
         assert sum(verify["exit_histogram"]) == verify["n_images"] == len(digits.y_test)
         assert verify["static_accuracy"] - verify["onnx_accuracy"] <= 0.15  # δ holds on val; test is another sample
         pol = arch["exit_policy"]
@@ -130,6 +149,53 @@ def test_export_writes_a_verified_if_graph(sn, tmp_path, exit_run, digits):
     ok(["report", str(out), "--out", str(tmp_path / "r.html")])
     html = (tmp_path / "r.html").read_text()
     assert "id='exits'" in html and "exported subnets with exits" in html
+
+
+def test_bench_measures_every_export_on_its_test_images(exported, tmp_path, digits):
+    """`dynnas bench` on a run: accuracy and exit histogram equal verify.json's (same images, same runtime), the
+    speed-up and throughput are measured for every dynamic export, and the prediction is anchored."""
+    out = exported / "bench.json"
+    text = ok(["bench", str(exported), "--images", "100000", "--batch", "1,16"])
+    assert "exports on digits test" in text and "bench.json" in text
+    doc = json.loads(out.read_text())
+    assert doc["format"] == "dynnas-bench" and doc["batches"] == [1, 16] and doc["engine"] == "onnxruntime"
+    run = json.loads((exported / "run.json").read_text())
+    assert {r["subnet_id"] for r in doc["exports"]} == set(run["exported"])
+    for r in doc["exports"]:
+        verify = json.loads((Path(r["folder"]) / "verify.json").read_text())
+        assert r["batch1"]["images"] == len(digits.y_test)
+        assert r["accuracy"] == pytest.approx(verify["onnx_accuracy"], abs=1e-12)
+        if r["dynamic"]:
+            assert r["exit_histogram"] == verify["exit_histogram"]
+            assert r["batch1"]["speedup"] > 0 and r["throughput"][0]["gain"] > 0
+            assert r["static_accuracy"] == pytest.approx(verify["static_accuracy"], abs=1e-12)
+            pred = r["predicted"]
+            assert pred["anchored_expected_ms"] == pytest.approx(
+                pred["host_expected_ms"] * r["batch1"]["static_ms"] / pred["host_static_ms"])
+        else:
+            assert r["stages"] == 1 and r["exit_rates"] == [1.0]
+    assert doc["summary"]["exports"] == len(doc["exports"])
+    ok(["report", str(exported), "--out", str(tmp_path / "r.html")])
+    html = (tmp_path / "r.html").read_text()
+    assert "id='bench'" in html and "Measured on this machine" in html
+    assert html.count("<code>w") >= len(doc["exports"])  # every benchmarked arch in the table
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--batch", "0"], "--batch takes batch sizes >= 1"),
+    (["--batch", "1,x"], "--batch takes batch sizes >= 1"),
+    (["--images", "0"], "--images must be >= 1"),
+    (["--threads", "0"], "--threads must be >= 1"),
+    (["--engine", "tensorrt"], "--engine must be one of onnxruntime, openvino"),
+    (["--out", "/proc/bench.json"], "not writable"),
+])
+def test_bench_errors_are_one_line(exported, args, match):
+    fails_cleanly(["bench", str(exported), *args], match)
+
+
+def test_bench_on_a_folder_without_exports(exit_run, tmp_path):
+    fails_cleanly(["bench", str(exit_run)], "holds no exported subnet; run `dynnas export")
+    fails_cleanly(["bench", str(tmp_path / "nowhere")], "is not a folder")
 
 
 @pytest.mark.parametrize("extra, match", [

@@ -78,11 +78,14 @@ def exported_table(view: RunView) -> pd.DataFrame:
             "pred. accuracy": fmt(r.predicted_accuracy), "ONNX accuracy": fmt(r.onnx_accuracy),
             "eval set": r.eval_set,
             f"pred. latency {view.device} (ms)": fmt(r.predicted_latency_ms),
+            # re-costed with the exit rates measured at export (validation images) instead of the predicted ones
+            f"{view.device} (ms) at measured exit rates": fmt(((r.model_extra or {}).get("recosted") or {})
+                                                              .get("latency_ms")),
             "host latency (ms) median [p10, p90]": f"{h.median_ms:.4g} [{h.p10_ms:.4g}, {h.p90_ms:.4g}]",
             "pred. host latency (ms)": fmt(r.predicted_host_latency_ms),
             "host latency at calibration speed (ms)": fmt(rel.at_calibration_speed_ms if rel else None),
             "host latency at today's speed (ms)": fmt(rel.now_ms if rel else None),
             "max |Δ logit|": f"{r.max_abs_logit_diff:.2g}",
-            "deploy": deploy_command(view.run, e.onnx),
+            "deploy": deploy_command(view.run, e.onnx, (a.model_extra or {}).get("stages")),
         })
     return pd.DataFrame(rows)

@@ -90,11 +90,17 @@ def load_view(run_dir: Path, run: RunRecord | None = None) -> RunView:
     )
 
 
-def deploy_command(run: RunRecord, onnx_path: Path) -> str:
-    """The profile's deployment command with the ONNX path filled in."""
+def deploy_command(run: RunRecord, onnx_path: Path, stages: list[str] | None = None) -> str:
+    """The profile's deployment command with the ONNX path filled in; for a dynamic subnet (``stages``: its
+    segment chain's files, the default artifact) the command for each stage, then how to run the chain."""
     template = run.profile.deploy
     if not template:
         from hw_profiles import load_profile
 
         template = load_profile(run.profile.name or run.device).deploy
-    return str(template).format(onnx=str(onnx_path))
+    if not stages:
+        return str(template).format(onnx=str(onnx_path))
+    folder = Path(onnx_path).parent
+    each = " ; ".join(str(template).format(onnx=str(folder / f)) for f in stages)
+    return (f"{each} ; run the chain with supernet/runtime.py (numpy + onnxruntime only): "
+            f"DynamicSession('{folder}').run(images)")

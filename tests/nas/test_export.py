@@ -44,9 +44,11 @@ def test_export_writes_self_contained_verified_subnets(exported, tiny_supernet_p
     supernet, _ = load_supernet(tiny_supernet_path)
     for d in done:
         folder = Path(d["folder"])
-        assert sorted(p.name for p in folder.iterdir()) == ["arch.json", "model.onnx", "verify.json",
-                                                           "weights.safetensors"]
+        assert sorted(p.name for p in folder.iterdir()) == ["arch.json", "manifest.json", "model.onnx",
+                                                           "verify.json", "weights.safetensors"]
         check_self_contained(folder / "model.onnx")  # no external data, valid graph
+        manifest = json.loads((folder / "manifest.json").read_text())  # a static subnet: a chain of one stage
+        assert [s["file"] for s in manifest["stages"]] == ["model.onnx"] and manifest["exit_names"] == ["final"]
         arch = json.loads((folder / "arch.json").read_text())
         ver = json.loads((folder / "verify.json").read_text())
         sub = supernet.space.parse(arch["arch"])

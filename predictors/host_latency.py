@@ -22,7 +22,8 @@
    :class:`supernet.runtime.DynamicSession`): each stage is one more session call, and the hidden
    tensor leaves one graph's blocked layout and enters the next's. The reference, smallest and
    largest subnets are exported as chains for every exit mask and timed through the runtime along
-   every path (leave at each exit, or run to the end). A non-negative least-squares fit gives, per
+   every path (leave at each exit, or run to the end), by the mean time per input (what a user
+   measures: a chain's tail is heavier than one graph's). A non-negative least-squares fit gives, per
    exit position, the cost of *reaching* a cut (the stage output) and of *passing* it (one more
    call, the input), on top of the table's work: ``L_e = table work up to exit e, heads included,
    + Σ cuts on the way``. The search's expected latency is ``Σ p_e · L_e`` over these stages.
@@ -140,35 +141,69 @@ def chain_paths(mask: tuple[int, ...]) -> list[int | None]:
     return [*(e for e, bit in enumerate(mask) if bit), None]
 
 
+def path_mixes(n_paths: int) -> list[tuple[float, ...]]:
+    """How often each path of a chain is taken in one timing: each path alone, then two mixes (equal shares, and
+    early-heavy) in which consecutive inputs switch paths, as real inputs do (a stage skipped by the previous
+    input runs with colder caches)."""
+    alone = [tuple(float(i == j) for i in range(n_paths)) for j in range(n_paths)]
+    early = np.array([0.5 ** i for i in range(n_paths)])
+    return [*alone, tuple([1.0 / n_paths] * n_paths), tuple((early / early.sum()).tolist())]
+
+
+class _PathMix:
+    """A chain run along a seeded random sequence of forced paths with given shares (one set of sessions)."""
+
+    def __init__(self, folder: Path, threads: int, shares: Sequence[float], seed: int, n_inputs: int) -> None:
+        base = DynamicSession(folder, threads=threads)
+        n = base.n_stages
+        self.paths = []
+        for j in range(n):  # the same sessions, another forced exit each: only the thresholds differ
+            sess = object.__new__(DynamicSession)
+            sess.__dict__.update(base.__dict__)
+            sess.stages = [(*st[:5], (-math.inf if k == j else math.inf) if k < n - 1 else None, st[6])
+                           for k, st in enumerate(base.stages)]
+            self.paths.append(sess.run)
+        self.order = np.random.default_rng(seed).choice(n, size=n_inputs, p=np.asarray(shares) / np.sum(shares))
+        self.i = 0
+
+    def __call__(self, x: np.ndarray) -> Any:
+        j = self.order[self.i % len(self.order)]
+        self.i += 1
+        return self.paths[j](x)
+
+
 def measure_chains(supernet: torch.nn.Module, space: SearchSpace, subnets: Sequence[SubnetConfig],
                    reference: tuple[bytes, tuple[int, ...]], *, rounds: int, threads: int, seed: int,
                    progress: Progress | None = None) -> list[dict[str, Any]]:
-    """Time ``subnets`` as segment chains through the runtime, for every exit mask and every path, then with each
-    cascade scout first (leaving at the scout, or running the subnet after it)."""
+    """Time ``subnets`` as segment chains through the runtime, for every exit mask, along each path and along
+    mixes of paths (:func:`path_mixes`); then with each cascade scout first. Each timing is the mean time per
+    input (what a user measures) relative to the interleaved reference (``measure_over_inputs``)."""
     n_exits = len(space.exit_positions)
     if not n_exits:
         return []
     shape = reference[1]
-    models: dict[str, tuple[Any, tuple[int, ...]]] = {}
-    rows: dict[str, dict[str, Any]] = {}
+    n_inputs = 50 * rounds
+    inputs = np.random.default_rng(seed).random((n_inputs, *shape[1:]), dtype=np.float32)
+    out: list[dict[str, Any]] = []
+
+    def time_mixes(folder: Path, row: dict[str, Any], paths: list[Any]) -> None:
+        for k, shares in enumerate(path_mixes(len(paths))):
+            run = _PathMix(folder, threads, shares, seed + k, n_inputs)
+            t = measure_over_inputs(run, reference, inputs, threads=threads, seed=seed)
+            out.append({**row, "paths": paths, "shares": list(shares), "ratio": t["ratio"],
+                        "ratio_p10": t["ratio_p10"], "ratio_p90": t["ratio_p90"]})
+
     with tempfile.TemporaryDirectory(prefix="dynnas-chains-") as tmp:
         jobs = [(s, m) for s in subnets for m in exit_masks(n_exits)]
+        n_scouts = min(2, len(space.width_choices) - 1)  # a width cascade's scouts: the narrowest uniform subnets
+        total = len(jobs) + n_scouts * len(subnets)
         for i, (s, mask) in enumerate(jobs):
             folder = Path(tmp) / f"c{i}"
             folder.mkdir()
-            net = extract(supernet, s)
-            n_stages = timing_chain(net, mask, shape, folder)
-            arch = space.format(dataclasses.replace(s, exits=mask))
-            for j, leave in enumerate(chain_paths(mask)):
-                over = [math.inf] * (n_stages - 1)
-                if leave is not None:
-                    over[j] = -math.inf
-                key = f"{arch}@{'final' if leave is None else leave}"
-                models[key] = (DynamicSession(folder, threads=threads, thresholds=over).run, shape)
-                rows[key] = {"arch": arch, "leave": leave}
+            timing_chain(extract(supernet, s), mask, shape, folder)
+            time_mixes(folder, {"arch": space.format(dataclasses.replace(s, exits=mask))}, chain_paths(mask))
             if progress is not None:
-                progress("exporting segment chains", i + 1, len(jobs))
-        n_scouts = min(2, len(space.width_choices) - 1)  # a width cascade's scouts: the narrowest uniform subnets
+                progress("timing segment chains", i + 1, total)
         off = (0,) * n_exits
         for j in range(n_scouts):
             scout = extract(supernet, space.uniform(j))
@@ -178,14 +213,11 @@ def measure_chains(supernet: torch.nn.Module, space: SearchSpace, subnets: Seque
                 stages = build_stages(extract(supernet, s), off, [None] * n_exits, scout=scout, scout_threshold=0.5)
                 export_chain(stages, torch.zeros(shape), folder, normalisation={}, names=exit_names(n_exits, True),
                              classes=[])
-                arch = space.format(dataclasses.replace(s, exits=off))
-                for leave, over in (("scout", [-math.inf]), (None, [math.inf])):
-                    key = f"{arch}@scout{j}@{leave or 'final'}"
-                    models[key] = (DynamicSession(folder, threads=threads, thresholds=over).run, shape)
-                    rows[key] = {"arch": arch, "scout": j, "leave": leave}
-        timed = measure_latencies(models, reference, rounds=rounds, threads=threads, seed=seed, progress=progress)
-    return [{**rows[k], "ratio": timed[k].ratio, "ratio_p10": timed[k].ratio_p10, "ratio_p90": timed[k].ratio_p90,
-             "median_ms": timed[k].median_ms} for k in models]
+                time_mixes(folder, {"arch": space.format(dataclasses.replace(s, exits=off)), "scout": j},
+                           ["scout", None])
+                if progress is not None:
+                    progress("timing segment chains", len(jobs) + j * len(subnets) + i + 1, total)
+    return out
 
 
 def measure_host(device: str, arch_config: CostedConfig, *, seed: int = 0, n_calibration: int = 60, rounds: int = 5,
@@ -315,8 +347,6 @@ class HostLUTPredictor:
         chains = doc.get("chains") or []
         self.cut_reach, self.cut_pass, self.chain_fit = self._fit_cuts([c for c in chains if "scout" not in c])
         self.scout_reach, self.scout_pass, self.scout_fit = self._fit_scouts([c for c in chains if "scout" in c])
-        self.decide_ms = self.reference_ms * self.scout_reach  # a scout's exit test and the stage boundary
-        self.escalate_ms = self.reference_ms * self.scout_pass  # the subnet's first call after a scout
 
     def _fit(self, rows: np.ndarray) -> tuple[UnitTable, float]:
         lut = self.lut_table
@@ -339,20 +369,31 @@ class HostLUTPredictor:
     def _fit_scouts(self, chains: list[dict[str, Any]]) -> tuple[float, float, dict[str, Any]]:
         """The cost of a scout stage beyond its whole-graph prediction (reaching its test) and of passing it (the
         subnet's first call after it), by NNLS on the timed scout chains (ratios)."""
+        self.scout_scale = 1.0
         if not chains:
-            return 0.0, 0.0, {"n_paths": 0}
+            return 0.0, 0.0, {"n_timings": 0}
         scouts = self.table([self.space.uniform(int(c["scout"])) for c in chains])
         mains = self.table([self.space.parse(c["arch"]) for c in chains])
-        final = np.array([c["leave"] is None for c in chains], dtype=np.float64)
+        shares = np.array([c["shares"] for c in chains], dtype=np.float64)  # (scout, final) per timing
+        final = shares[:, 1]
         measured = np.array([float(c["ratio"]) for c in chains])
-        base = scouts + final * mains
-        design = np.column_stack([np.ones(len(chains)), final])
+        design = np.column_stack([scouts + final * mains, np.ones(len(chains)), final])
         w = 1.0 / measured
-        theta, _ = nnls(design * w[:, None], (measured - base) * w)
-        err = (base + design @ theta) / measured - 1.0
-        return float(theta[0]), float(theta[1]), {"n_paths": len(chains),
+        theta, _ = nnls(design * w[:, None], measured * w)
+        self.scout_scale = float(theta[0])
+        err = design @ theta / measured - 1.0
+        return float(theta[1]), float(theta[2]), {"n_timings": len(chains), "work_scale": self.scout_scale,
                                                   "rmse_pct": float(100 * np.sqrt(np.mean(err ** 2))),
                                                   "max_abs_pct": float(100 * np.abs(err).max())}
+
+    def cascade_exit_ms(self, scouts: Sequence[SubnetConfig], mains: Sequence[SubnetConfig]) -> np.ndarray:
+        """``(n, 1 + E + 1)`` ms of a width cascade as the runtime runs it: leave at the scout, then at each exit
+        of the subnet that runs after it, then at its final classifier (the scout chains' fit)."""
+        scout = self.scout_scale * self.table(scouts) + self.scout_reach
+        after = self.predict_exit_ms(mains) / self.reference_ms
+        static = np.asarray([not any(m.exits) for m in mains])
+        after[static] *= self.scout_scale  # a static subnet after a scout runs as that chain's second stage
+        return self.reference_ms * np.column_stack([scout, scout[:, None] + self.scout_pass + after])
 
     def _cut_matrix(self, subnets: Sequence[SubnetConfig], reach: np.ndarray, passing: np.ndarray) -> np.ndarray:
         """``(n, E + 1)`` cut costs of each path: the cuts reached on the way to each exit (and to the end)."""
@@ -366,39 +407,50 @@ class HostLUTPredictor:
     def _fit_cuts(self, chains: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
         """Per exit position, the cost of reaching a cut and of passing it (ratios), by NNLS on the chains."""
         zero = np.zeros(self.n_exits)
+        self.chain_scale = 1.0
         if not chains or not self.n_exits:
-            return zero, zero, {"n_paths": 0}
+            return zero, zero, {"n_timings": 0}
         subs = [self.space.parse(c["arch"]) for c in chains]
         base = self.table.exit_costs(subs)
-        cols = [self.n_exits if c["leave"] is None else int(c["leave"]) for c in chains]
-        measured = np.array([float(c["ratio"]) for c in chains])
-        rows = np.arange(len(chains))
-        y = measured - base[rows, cols]
-        design = np.zeros((len(chains), 2 * self.n_exits))
+        cuts = []
         for k in range(self.n_exits):  # the cut matrix is linear in (reach, pass): one column per parameter
             unit = np.zeros(self.n_exits)
             unit[k] = 1.0
-            design[:, k] = self._cut_matrix(subs, unit, zero)[rows, cols]
-            design[:, self.n_exits + k] = self._cut_matrix(subs, zero, unit)[rows, cols]
+            cuts.append(self._cut_matrix(subs, unit, zero))
+        for k in range(self.n_exits):
+            unit = np.zeros(self.n_exits)
+            unit[k] = 1.0
+            cuts.append(self._cut_matrix(subs, zero, unit))
+        measured = np.array([float(c["ratio"]) for c in chains])
+        design = np.zeros((len(chains), 1 + 2 * self.n_exits))
+        for i, c in enumerate(chains):  # a timing mixes paths: its row is the share-weighted rows of its paths
+            for leave, share in zip(c["paths"], c["shares"], strict=True):
+                col = self.n_exits if leave is None else int(leave)
+                design[i] += share * np.array([base[i, col], *(m[i, col] for m in cuts)])
         weight = 1.0 / measured  # relative error
-        theta, _ = nnls(design * weight[:, None], y * weight)
-        reach, passing = theta[: self.n_exits], theta[self.n_exits:]
-        pred = base[rows, cols] + design @ theta
-        err = pred / measured - 1.0
-        return reach, passing, {"n_paths": len(chains), "rmse_pct": float(100 * np.sqrt(np.mean(err ** 2))),
+        theta, _ = nnls(design * weight[:, None], measured * weight)
+        self.chain_scale = float(theta[0])
+        reach, passing = theta[1: 1 + self.n_exits], theta[1 + self.n_exits:]
+        err = design @ theta / measured - 1.0
+        return reach, passing, {"n_timings": len(chains), "work_scale": self.chain_scale,
+                                "rmse_pct": float(100 * np.sqrt(np.mean(err ** 2))),
                                 "max_abs_pct": float(100 * np.abs(err).max()),
                                 "within_10pct": float(np.mean(np.abs(err) <= 0.10))}
 
     def predict_exit_ms(self, subnets: Sequence[SubnetConfig]) -> np.ndarray:
         """``(n, E + 1)`` ms of leaving at each exit, then at the final classifier, as the segment runtime runs it.
 
-        The table's work up to there (heads on the way included, see ``UnitTable.exit_costs``) plus, for
-        every enabled exit on the way, the measured cost of its cut: the stage's output, and the next
-        stage's call when the sample goes on.
+        For a subnet with exits: the table's work up to there (heads on the way included, see
+        ``UnitTable.exit_costs``) times the fitted ``chain_scale`` (a chain's mean time per input runs
+        above one graph's median), plus, for every enabled exit on the way, the measured cost of its
+        cut: the stage's output, and the next stage's call when the sample goes on. A subnet without
+        exits is one graph, costed by the table alone.
         """
         costs = self.table.exit_costs(subnets)
         if len(subnets) and self.n_exits:
-            costs = costs + self._cut_matrix(subnets, self.cut_reach, self.cut_pass)
+            dynamic = np.asarray([any(s.exits) for s in subnets])[:, None]
+            chain = self.chain_scale * costs + self._cut_matrix(subnets, self.cut_reach, self.cut_pass)
+            costs = np.where(dynamic, chain, costs)  # a static subnet is one graph: the table as calibrated
         return self.reference_ms * costs
 
     def speed_now(self, arch_config: CostedConfig, *, seconds: float = 1.5, threads: int = 1,
@@ -444,6 +496,7 @@ class HostLUTPredictor:
             "host": d["host"],
             "protocol": d["protocol"],
             "params": {"slope": self.slope, "intercept_ratio": self.intercept, "ridge_alpha": self.alpha,
+                       "chain_scale": self.chain_scale,
                        "reference_arch": d["reference"]["arch"], "reference_ms": self.reference_ms,
                        "null_ratio": float(d["null"]["ratio"]), "lut_entries": len(self.lut),
                        "cut_reach_ratio": self.cut_reach.tolist(), "cut_pass_ratio": self.cut_pass.tolist()},

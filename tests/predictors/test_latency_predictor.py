@@ -100,9 +100,11 @@ def test_host_predictor_measures_then_reloads_identically(host_cache: tuple[Path
     doc = json.loads(files[0].read_text())
     assert doc["format"] == "dynnas-latency-lut" and doc["format_version"] == 4
     assert "branch_penalty" not in doc
-    # segment chains: reference, smallest, largest x 3 exit masks x their paths (2, 2 and 3)
-    assert len(doc["chains"]) == 3 * 7 + 2 * 3 * 2 and all(c["ratio"] > 0 for c in doc["chains"])
-    assert sum("scout" in c for c in doc["chains"]) == 12  # 2 scouts x 3 subnets x (leave at the scout, or not)
+    # segment chains: reference, smallest, largest x 3 exit masks x (each path alone + 2 mixes: 4, 4 and 5),
+    # then 2 scouts x 3 subnets x (scout alone, subnet after it, 2 mixes)
+    assert len(doc["chains"]) == 3 * 13 + 2 * 3 * 4 and all(c["ratio"] > 0 for c in doc["chains"])
+    assert sum("scout" in c for c in doc["chains"]) == 24
+    assert all(abs(sum(c["shares"]) - 1) < 1e-9 and len(c["shares"]) == len(c["paths"]) for c in doc["chains"])
     assert doc["host"]["threads"] == 1 and doc["host"]["onnxruntime"]
     assert len(doc["lut"]) == 4 * 4 + 2 + 2  # every block at every width, stem, tail and the two exit heads
     assert len(doc["calibration"]) == 8
@@ -114,16 +116,20 @@ def test_host_predictor_measures_then_reloads_identically(host_cache: tuple[Path
     raw = again.reference_ms * again.table.exit_costs([sub])[0]
     got = again.predict_exit_ms([sub])[0]
     reach, passing = again.cut_reach * again.reference_ms, again.cut_pass * again.reference_ms
-    assert np.all(reach >= 0) and np.all(passing >= 0)
-    assert got[0] == pytest.approx(raw[0] + reach[0])
-    assert got[2] == pytest.approx(raw[2] + reach[0] + passing[0])
+    k = again.chain_scale
+    assert np.all(reach >= 0) and np.all(passing >= 0) and 0.5 < k < 2
+    assert got[0] == pytest.approx(k * raw[0] + reach[0])
+    assert got[2] == pytest.approx(k * raw[2] + reach[0] + passing[0])
     both = space.make((3, 3, 3, 3), (1, 1))
     got2 = again.predict_exit_ms([both])[0]
     raw2 = again.reference_ms * again.table.exit_costs([both])[0]
-    assert got2[1] == pytest.approx(raw2[1] + reach[0] + passing[0] + reach[1])
-    assert got2[2] == pytest.approx(raw2[2] + reach.sum() + passing.sum())
-    # the fitted chain model reproduces the timed chains (a tiny net: its own paths, within 25 %)
-    assert again.chain_fit["n_paths"] == 21 and again.chain_fit["max_abs_pct"] < 25
+    assert got2[1] == pytest.approx(k * raw2[1] + reach[0] + passing[0] + reach[1])
+    assert got2[2] == pytest.approx(k * raw2[2] + reach.sum() + passing.sum())
+    # the fitted chain model reproduces the timed chains (a tiny net, noisy timings: within 25 %)
+    assert again.chain_fit["n_timings"] == 39 and again.chain_fit["max_abs_pct"] < 25
+    # a cascade: leaving at the scout costs the scout's stage; going on adds the subnet's chain after it
+    casc = again.cascade_exit_ms([space.uniform(0)], [both])[0]
+    assert casc[0] > 0 and np.all(casc[1:] > casc[0])
     off = space.make((3, 3, 3, 3), (0, 0))
     assert again.predict_exit_ms([off])[0][-1] == pytest.approx(again.predict_ms([off])[0])
     info = again.describe()

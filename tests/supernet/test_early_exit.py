@@ -18,6 +18,7 @@ from supernet.early_exit import AllExits, EarlyExitCNN, exit_score
 from supernet.errors import ArchStringError, CheckpointMismatchError, ConfigError, UnknownNameError
 from supernet.extract import extract
 from supernet.train import TrainConfig, Trainer
+from tests.nets import randomise_bn
 
 TINY = PRESETS["tiny"]
 CIFAR = PRESETS["cifar-default"]
@@ -25,15 +26,7 @@ CIFAR = PRESETS["cifar-default"]
 
 def _net(config: CNNConfig = TINY, seed: int = 0) -> CNNSupernet:
     torch.manual_seed(seed)
-    net = CNNSupernet(config)
-    with torch.no_grad():  # non-trivial BN statistics and affine terms, so a wrong BN shows
-        for m in net.modules():
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.2, 0.2)
-    return net.eval()
+    return randomise_bn(CNNSupernet(config))
 
 
 def test_exit_positions_are_the_stage_ends_and_heads_are_small():

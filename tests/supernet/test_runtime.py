@@ -26,29 +26,19 @@ from supernet.runtime import DynamicSession, RuntimeInputError, read_manifest
 from supernet.stages import build_stages, run_stages
 from supernet.vit import PRESETS as VIT_PRESETS
 from supernet.vit import ViTSupernet
+from tests.nets import randomise_bn
 
 RUNTIME = Path(__file__).resolve().parents[2] / "supernet" / "runtime.py"
 
 
-def _randomise_bn(net: torch.nn.Module) -> torch.nn.Module:
-    with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.2, 0.2)
-    return net.eval()
-
-
 def _cnn(seed: int = 0) -> CNNSupernet:
     torch.manual_seed(seed)
-    return _randomise_bn(CNNSupernet(CNN_PRESETS["tiny"]))
+    return randomise_bn(CNNSupernet(CNN_PRESETS["tiny"]))
 
 
 def _vit(seed: int = 0) -> ViTSupernet:
     torch.manual_seed(seed)
-    return _randomise_bn(ViTSupernet(VIT_PRESETS["tiny"]))
+    return randomise_bn(ViTSupernet(VIT_PRESETS["tiny"]))
 
 
 def _images(net: torch.nn.Module, n: int, seed: int = 0) -> torch.Tensor:

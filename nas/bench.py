@@ -225,8 +225,6 @@ def bench_exports(exports: Sequence[Path], x: np.ndarray, y: np.ndarray, *, batc
             row["static_accuracy"] = float((static.run(x).argmax(1) == y).mean())
             row["accuracy_drop_pp"] = 100 * (row["static_accuracy"] - row["accuracy"])
         row["predicted"] = _predicted(verify, hist / len(taken), b1.get("static_ms") if dynamic else b1["expected_ms"])
-        if not dynamic and "anchor_scale" not in row["predicted"]:
-            row["predicted"].pop("speedup", None)
         rows.append(row)
     return rows
 

@@ -195,8 +195,9 @@ def verify_chain(ee: nn.Module, folder: Path, x: np.ndarray, y: np.ndarray, eval
     diff = np.abs(logits.astype(np.float64) - ref_logits.numpy())
     worst = float(diff.max()) if np.all(np.isfinite(diff)) else math.inf
     same = int((taken == ref_exit.numpy()).sum())
-    blogits = np.concatenate([sess.run(xn[i: i + batch])[0] for i in range(0, len(xn), batch)])
-    btaken = np.concatenate([sess.run(xn[i: i + batch])[1] for i in range(0, len(xn), batch)])
+    batched = [sess.run(xn[i: i + batch]) for i in range(0, len(xn), batch)]
+    blogits = np.concatenate([b[0] for b in batched])
+    btaken = np.concatenate([b[1] for b in batched])
     batch_diff = float(np.abs(blogits - logits).max()) if len(xn) else 0.0
     if not math.isfinite(worst):
         raise ExportVerificationError(f"segment export '{folder}' gives non-finite logits on {eval_set}; the weights "

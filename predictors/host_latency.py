@@ -156,13 +156,9 @@ class _PathMix:
     def __init__(self, folder: Path, threads: int, shares: Sequence[float], seed: int, n_inputs: int) -> None:
         base = DynamicSession(folder, threads=threads)
         n = base.n_stages
-        self.paths = []
-        for j in range(n):  # the same sessions, another forced exit each: only the thresholds differ
-            sess = object.__new__(DynamicSession)
-            sess.__dict__.update(base.__dict__)
-            sess.stages = [(*st[:5], (-math.inf if k == j else math.inf) if k < n - 1 else None, st[6])
-                           for k, st in enumerate(base.stages)]
-            self.paths.append(sess.run)
+        # the same sessions, another forced exit each: only the thresholds differ
+        self.paths = [base.with_thresholds([-math.inf if k == j else math.inf for k in range(n - 1)]).run
+                      for j in range(n)]
         self.order = np.random.default_rng(seed).choice(n, size=n_inputs, p=np.asarray(shares) / np.sum(shares))
         self.i = 0
 

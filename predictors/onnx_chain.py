@@ -109,7 +109,7 @@ def static_manifest(folder: Path, model_file: str, input_shape: Sequence[int], *
 
 def timing_chain(net: torch.nn.Module, mask: Sequence[int], input_shape: Sequence[int], folder: Path) -> int:
     """Export ``net`` (a static subnet with exit heads) cut at every exit of ``mask`` into ``folder``, with
-    placeholder thresholds (a timing run overrides them, see ``DynamicSession(thresholds=...)``); returns
+    placeholder thresholds (a timing run overrides them, see ``DynamicSession.with_thresholds``); returns
     the number of stages."""
     from supernet.stages import build_stages
 

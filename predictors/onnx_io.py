@@ -248,14 +248,13 @@ class _CallableRun:
         return self.fn(x)
 
 
-def measure_latencies(models: Mapping[str, tuple[Path | bytes | Callable[[np.ndarray], object], tuple[int, ...]]],
+def measure_latencies(models: Mapping[str, tuple[Path | bytes, tuple[int, ...]]],
                       reference: tuple[Path | bytes, tuple[int, ...]], *, rounds: int = 5, threads: int = 1,
                       warmup: int = 10, repeats: int = 50, block: int = 5, seed: int = 0,
                       progress: Callable[[str, int, int], None] | None = None) -> TimingSession:
     """Time many models against one reference model that runs interleaved with each of them.
 
-    ``models`` maps a key to ``(model, input_shape)``; a model is ONNX (a path or bytes) or a callable
-    taking one input array. A shared or virtualised CPU changes speed
+    ``models`` maps a key to ``(model, input_shape)``. A shared or virtualised CPU changes speed
     by up to 1.6x over tenths of a second (measured on the dev VM), so a model's plain median
     depends on *when* it was timed: two sessions agreed within ±10 % on only half of 240
     subnets. The speed change hits the model and a reference timed a few milliseconds apart
@@ -270,12 +269,8 @@ def measure_latencies(models: Mapping[str, tuple[Path | bytes | Callable[[np.nda
         raise ConfigError(f"`repeats` ({repeats}) must be a positive multiple of `block` ({block}).")
     ref_sess = session(reference[0], threads=threads)
     ref_feeds = _feeds(ref_sess, reference[1], seed)
-    sessions: dict[str, tuple[Any, Any]] = {}
+    sessions = {}
     for key, (model, shape) in models.items():
-        if callable(model):  # a runner taking one input array (a segment chain's DynamicSession.run)
-            x = np.random.default_rng(seed).random(tuple(shape), dtype=np.float32)
-            sessions[key] = (_CallableRun(model), x)
-            continue
         sess = session(model, threads=threads)
         sessions[key] = (sess, _feeds(sess, shape, seed))
     for _ in range(warmup):

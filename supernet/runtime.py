@@ -159,9 +159,7 @@ def open_graph(path: str | os.PathLike[str], *, engine: str = "onnxruntime", thr
 class DynamicSession:
     """An exported subnet, ready to run: ``run(x)`` → ``(logits, exit_index)`` per sample (see module doc)."""
 
-    def __init__(self, folder: str | os.PathLike[str], *, engine: str = "onnxruntime", threads: int = 1,
-                 thresholds: list[float | None] | None = None) -> None:
-        """``thresholds`` overrides every non-final stage's threshold (timing a fixed path; ``None`` = keep)."""
+    def __init__(self, folder: str | os.PathLike[str], *, engine: str = "onnxruntime", threads: int = 1) -> None:
         if engine not in ENGINES:
             raise RuntimeInputError(f"unknown engine {engine!r}; pass one of: {', '.join(ENGINES)}.")
         if threads < 1:
@@ -174,11 +172,9 @@ class DynamicSession:
         self.input_shape = tuple(inp["shape"][1:])
         stages = self.manifest["stages"]
         self.stages = []
-        for i, st in enumerate(stages):
+        for st in stages:
             rule = st["exit"]
             t = rule.get("threshold")
-            if thresholds is not None and i < len(stages) - 1 and thresholds[i] is not None:
-                t = float(thresholds[i])
             wanted = list(st["outputs"])
             self.stages.append((open_graph(self.folder / st["file"], engine=engine, threads=threads),
                                 list(st["inputs"]), wanted,
@@ -188,6 +184,16 @@ class DynamicSession:
         # the tensors each stage's successors still read: all that batch compaction has to carry on
         self._needed = [sorted({k for later in self.stages[i + 1:] for k in later[1]}) for i in range(len(self.stages))]
         self.exit_names = list(self.manifest.get("exit_names", []))
+
+    def with_thresholds(self, thresholds: list[float | None]) -> DynamicSession:
+        """A copy that shares this session's graphs, with every non-final stage's threshold replaced
+        (``None`` keeps one): timing a forced path without loading the graphs again."""
+        out = object.__new__(DynamicSession)
+        out.__dict__.update(self.__dict__)
+        last = len(self.stages) - 1
+        out.stages = [(*st[:5], st[5] if i == last or thresholds[i] is None else float(thresholds[i]), st[6])
+                      for i, st in enumerate(self.stages)]
+        return out
 
     def check_input(self, x: Any) -> np.ndarray:
         """``x`` as a contiguous float32 NCHW batch, or :class:`RuntimeInputError` naming the expected input."""

@@ -350,8 +350,8 @@ class MeasuredProfile:
 
 
 def reference_order(names: Iterable[str] | None = None) -> list[str]:
-    """Reference models from the smallest to the largest by MACs."""
-    names = list(REFERENCE_MODELS) if names is None else list(names)
+    """Reference models from the smallest to the largest by MACs (by default those ``dynnas profile`` times)."""
+    names = [n for n, m in REFERENCE_MODELS.items() if m.profiled] if names is None else list(names)
     return sorted(names, key=lambda n: (REFERENCE_MODELS[n].macs.value, n))
 
 

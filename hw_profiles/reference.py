@@ -14,6 +14,12 @@ from pydantic import Field, field_validator
 from hw_profiles.quantity import Frozen, Quantity, expect_unit
 
 _TORCHVISION = "https://pytorch.org/vision/stable/models.html"
+# The smallest input the reference graphs are built at (five stride-2 stages leave a 1x1 map).
+MIN_RESOLUTION = 32
+_SLIM_V1 = ("tensorflow/models research/slim/nets/mobilenet_v1.md (commit 02c04f49a188ba9a515100a3375a6359f3fffef1), "
+            "table of pre-trained models")
+_SLIM_V2 = ("tensorflow/models research/slim/nets/mobilenet/README.md (commit 0ba83cf0211401a8505505276c59418f15338d31), "
+            "table of MobilenetV2 ImageNet checkpoints")
 
 
 class ReferenceModel(Frozen):
@@ -24,6 +30,8 @@ class ReferenceModel(Frozen):
     macs: Quantity  # GMAC per image at `resolution`
     params: Quantity  # millions of parameters
     notes: str = ""
+    # False for the networks only published rows use (width variants, ShuffleNetV2): `dynnas profile` times the rest
+    profiled: bool = True
 
     @field_validator("macs")
     @classmethod
@@ -34,6 +42,20 @@ class ReferenceModel(Frozen):
     @classmethod
     def _params_unit(cls, q: Quantity) -> Quantity:
         return expect_unit(q, ("M",), "params")
+
+
+def _slim(name: str, table: str, row: str, mmacs: float, params_m: float, width: str) -> ReferenceModel:
+    """A TF-slim MobileNet at a width multiplier, at 224x224, with the MACs and parameters of its checkpoint table."""
+    src = f"{table}: {row}"
+    return ReferenceModel(
+        name=name,
+        resolution=224,
+        macs=Quantity(value=mmacs / 1000, unit="GMAC", source=src, derived=f"gmac = {mmacs:g} million MACs / 1000"),
+        params=Quantity(value=params_m, unit="M", source=src),
+        notes=f"Width multiplier {width}: every layer's channels scaled (the networks MLPerf's open division and "
+              "the TFLite hosted models run); other resolutions scale the MACs with the pixel count.",
+        profiled=False,
+    )
 
 
 def _tv(name: str, weights: str, gmac: float, params_m: float, count: int) -> ReferenceModel:
@@ -105,6 +127,28 @@ REFERENCE_MODELS: Mapping[str, ReferenceModel] = MappingProxyType(
             ),
             notes="EfficientNet-B0 without squeeze-excite, ReLU6 instead of swish, fixed stem and head. The "
             "Lite README lists 407M MACs, a count that does not match the conv/FC multiply-adds (0.385 G).",
+        ),
+        "mobilenet_v1_0.5": _slim("mobilenet_v1_0.5", _SLIM_V1, "MobileNet_v1_0.50_224 | 150 | 1.34", 150, 1.34, "0.5"),
+        "mobilenet_v1_0.25": _slim("mobilenet_v1_0.25", _SLIM_V1, "MobileNet_v1_0.25_224 | 41 | 0.47", 41, 0.47, "0.25"),
+        "mobilenet_v2_1.4": _slim("mobilenet_v2_1.4", _SLIM_V2, "mobilenet_v2_1.4_224 | 582 | 6.06", 582, 6.06, "1.4"),
+        "mobilenet_v2_0.75": _slim("mobilenet_v2_0.75", _SLIM_V2, "mobilenet_v2_0.75_224 | 209 | 2.61", 209, 2.61,
+                                   "0.75"),
+        "mobilenet_v2_0.5": _slim("mobilenet_v2_0.5", _SLIM_V2, "mobilenet_v2_0.5_224 | 97 | 1.95", 97, 1.95, "0.5"),
+        "mobilenet_v2_0.35": _slim("mobilenet_v2_0.35", _SLIM_V2, "mobilenet_v2_0.35_224 | 59 | 1.66", 59, 1.66,
+                                   "0.35"),
+        "shufflenet_v2": ReferenceModel(
+            name="shufflenet_v2",
+            resolution=224,
+            macs=Quantity(
+                value=0.145,
+                unit="GMAC",
+                source=f"{_TORCHVISION} (ShuffleNet_V2_X1_0_Weights.IMAGENET1K_V1: GFLOPS 0.14, params 2278604)",
+                derived="gmac = 0.1449, the layer-by-layer count of torchvision's shufflenet_v2_x1_0 (whose 2278604 "
+                        "parameters it matches exactly); torchvision rounds it to 0.14",
+            ),
+            params=Quantity(value=2.28, unit="M", source=f"{_TORCHVISION} (ShuffleNet_V2_X1_0_Weights: params 2278604)"),
+            notes="Width 1.0x (Ma et al. 2018, Table 5): channel split, two-branch units, channel shuffle.",
+            profiled=False,
         ),
         "vit_b16": _tv("vit_b16", "ViT_B_16_Weights.IMAGENET1K_V1", 17.56, 86.6, 86567656),
         "ssd_mobilenet_v1": ReferenceModel(

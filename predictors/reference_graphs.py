@@ -25,6 +25,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from hw_profiles import REFERENCE_MODELS
+from hw_profiles.reference import MIN_RESOLUTION
 from predictors.kernels import Kernel
 from predictors.onnx_graph import graph_kernels
 from supernet.errors import ConfigError, unknown
@@ -142,20 +143,24 @@ def _resnet(g: _G, blocks: tuple[int, ...], bottleneck: bool) -> str:
     return g.classifier()
 
 
-def _mobilenet_v1(g: _G) -> str:
-    """Howard et al. Table 1, width 1.0."""
-    g.conv_bn("conv0", 32, 3, 2, act="relu6")
+def _mobilenet_v1(g: _G, width: float = 1.0) -> str:
+    """Howard et al. Table 1 at width multiplier ``width`` (TF-slim's channels: ``max(int(c * width), 8)``)."""
+    depth = lambda c: max(int(c * width), 8)  # noqa: E731
+    g.conv_bn("conv0", depth(32), 3, 2, act="relu6")
     for i, (c, s) in enumerate(((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1), (512, 1),
                                 (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1)), start=1):
         g.conv_bn(f"conv{i}.dw", g.c, 3, s, groups=g.c, act="relu6")
-        g.conv_bn(f"conv{i}.pw", c, 1, act="relu6")
+        g.conv_bn(f"conv{i}.pw", depth(c), 1, act="relu6")
     return g.classifier()
 
 
-def _inverted_residuals(g: _G, table: tuple[tuple[int, int, int, int, int], ...], prefix: str) -> None:
-    """MBConv blocks (kernel, stride, expand, out, repeats): expand, depthwise, project, residual add."""
+def _inverted_residuals(g: _G, table: tuple[tuple[int, int, int, int, int], ...], prefix: str,
+                        width: float = 1.0) -> None:
+    """MBConv blocks (kernel, stride, expand, out, repeats): expand, depthwise, project, residual add; output
+    channels at width multiplier ``width`` (rounded to a multiple of 8)."""
     i = 0
-    for k, stride, t, c, reps in table:
+    for k, stride, t, c_base, reps in table:
+        c = _make_divisible(c_base * width)
         for r in range(reps):
             x, cin, s = g.x, g.c, stride if r == 0 else 1
             name = f"{prefix}.{i}"
@@ -168,12 +173,13 @@ def _inverted_residuals(g: _G, table: tuple[tuple[int, int, int, int, int], ...]
             i += 1
 
 
-def _mobilenet_v2(g: _G) -> str:
-    """torchvision MobileNetV2 width 1.0 (Sandler et al. Table 2)."""
-    g.conv_bn("features.0", 32, 3, 2, act="relu6")
+def _mobilenet_v2(g: _G, width: float = 1.0) -> str:
+    """torchvision MobileNetV2 (Sandler et al. Table 2) at width multiplier ``width``: every layer's channels
+    rounded to a multiple of 8; the last 1x1 conv keeps 1280 channels below width 1 (as torchvision and Keras)."""
+    g.conv_bn("features.0", _make_divisible(32 * width), 3, 2, act="relu6")
     _inverted_residuals(g, ((3, 1, 1, 16, 1), (3, 2, 6, 24, 2), (3, 2, 6, 32, 3), (3, 2, 6, 64, 4),
-                            (3, 1, 6, 96, 3), (3, 2, 6, 160, 3), (3, 1, 6, 320, 1)), "features")
-    g.conv_bn("features.18", 1280, 1, act="relu6")
+                            (3, 1, 6, 96, 3), (3, 2, 6, 160, 3), (3, 1, 6, 320, 1)), "features", width)
+    g.conv_bn("features.18", _make_divisible(1280 * max(1.0, width)), 1, act="relu6")
     return g.classifier()
 
 
@@ -248,17 +254,23 @@ def _make_divisible(v: float, divisor: int = 8) -> int:
     return new + divisor if new < 0.9 * v else new
 
 
-def _mobilenet_v3_large(g: _G) -> str:
-    """torchvision MobileNetV3-Large (Howard et al. 2019, Table 1), squeeze-excite with hard-sigmoid."""
-
-    g.conv_bn("features.0", 16, 3, 2, act="hswish")
-    table = ((3, 16, 16, False, "relu", 1), (3, 64, 24, False, "relu", 2), (3, 72, 24, False, "relu", 1),
+# MobileNetV3-Large's bneck table (Howard et al. 2019, Table 1): kernel, expand, out, squeeze-excite, activation,
+# stride.
+_V3_LARGE = ((3, 16, 16, False, "relu", 1), (3, 64, 24, False, "relu", 2), (3, 72, 24, False, "relu", 1),
              (5, 72, 40, True, "relu", 2), (5, 120, 40, True, "relu", 1), (5, 120, 40, True, "relu", 1),
              (3, 240, 80, False, "hswish", 2), (3, 200, 80, False, "hswish", 1), (3, 184, 80, False, "hswish", 1),
              (3, 184, 80, False, "hswish", 1), (3, 480, 112, True, "hswish", 1), (3, 672, 112, True, "hswish", 1),
              (5, 672, 160, True, "hswish", 2), (5, 960, 160, True, "hswish", 1), (5, 960, 160, True, "hswish", 1))
-    for i, (k, exp, out, se, act, stride) in enumerate(table, start=1):
-        x, cin, name = g.x, g.c, f"features.{i}"
+
+
+def _mobilenet_v3(g: _G, table: tuple[tuple[int, int, int, bool, str, int], ...], last: int, hidden: int,
+                  width: float = 1.0) -> str:
+    """torchvision MobileNetV3 (Howard et al. 2019) at width multiplier ``width``: squeeze-excite with
+    hard-sigmoid; channels rounded to multiples of 8 (torchvision's ``adjust_channels``)."""
+    ch = lambda c: _make_divisible(c * width)  # noqa: E731
+    g.conv_bn("features.0", ch(16), 3, 2, act="hswish")
+    for i, (k, exp_base, out_base, se, act, stride) in enumerate(table, start=1):
+        x, cin, name, exp, out = g.x, g.c, f"features.{i}", ch(exp_base), ch(out_base)
         if exp != cin:
             g.conv_bn(f"{name}.expand", exp, 1, act=act)
         y = g.conv_bn(f"{name}.dw", exp, k, stride, groups=exp, act=act)
@@ -271,13 +283,54 @@ def _mobilenet_v3_large(g: _G) -> str:
         g.conv_bn(f"{name}.project", out, 1)
         if stride == 1 and cin == out:
             g.add(g.x, x, f"{name}.add")
-    g.conv_bn("features.16", 960, 1, act="hswish")
+    last_c, hidden_c = ch(last), ch(hidden) if width > 1.0 else hidden
+    g.conv_bn(f"features.{len(table) + 1}", last_c, 1, act="hswish")
     y = g.node("Flatten", [g.node("GlobalAveragePool", [g.x], "avgpool")], "flatten", axis=1)
-    y = g.node("Gemm", [y, g.w("classifier.0.weight", (1280, 960)), g.w("classifier.0.bias", (1280,))],
+    y = g.node("Gemm", [y, g.w("classifier.0.weight", (hidden_c, last_c)), g.w("classifier.0.bias", (hidden_c,))],
                "classifier.0", transB=1)
     y = g.act(y, "hswish", "classifier.0")
-    return g.node("Gemm", [y, g.w("classifier.3.weight", (1000, 1280)), g.w("classifier.3.bias", (1000,))],
+    return g.node("Gemm", [y, g.w("classifier.3.weight", (1000, hidden_c)), g.w("classifier.3.bias", (1000,))],
                   "classifier.3", transB=1)
+
+
+def _shufflenet_v2(g: _G, stages: tuple[int, int, int] = (116, 232, 464), repeats: tuple[int, int, int] = (4, 8, 4),
+                   last: int = 1024) -> str:
+    """torchvision ``shufflenet_v2_x1_0`` (Ma et al. 2018, Table 5): channel split, two-branch units, concat and
+    channel shuffle (reshape, transpose, reshape)."""
+    n = g.batch
+    i64 = lambda *v: g.const("shape", np.array(v, dtype=np.int64))  # noqa: E731
+    g.conv_bn("conv1", 24, 3, 2, act="relu")
+    g.x, g.h = g.node("MaxPool", [g.x], "maxpool", kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]), \
+        (g.h + 2 - 3) // 2 + 1
+
+    def branch(x: str, cin: int, h: int, out: int, stride: int, name: str) -> tuple[str, int]:
+        y = g.conv_bn(f"{name}.0", out, 1, act="relu", x=x, cin=cin, h=h)
+        y = g.conv_bn(f"{name}.3", out, 3, stride, groups=out, x=y, cin=out, h=h)
+        h2 = (h + 2 - 3) // stride + 1
+        return g.conv_bn(f"{name}.5", out, 1, act="relu", x=y, cin=out, h=h2), h2
+
+    def shuffle(x: str, c: int, h: int, name: str) -> str:
+        y = g.node("Reshape", [x, i64(n, 2, c // 2, h, h)], f"{name}.shuffle.split")
+        y = g.node("Transpose", [y], f"{name}.shuffle", perm=[0, 2, 1, 3, 4])
+        return g.node("Reshape", [y, i64(n, c, h, h)], f"{name}.shuffle.merge")
+
+    for s, (out, reps) in enumerate(zip(stages, repeats, strict=True), start=2):
+        half = out // 2
+        for r in range(reps):
+            name, x, cin, h = f"stage{s}.{r}", g.x, g.c, g.h
+            if r == 0:
+                b1 = g.conv_bn(f"{name}.branch1.0", cin, 3, 2, groups=cin, x=x, cin=cin, h=h)
+                b1 = g.conv_bn(f"{name}.branch1.2", half, 1, act="relu", x=b1, cin=cin, h=(h + 2 - 3) // 2 + 1)
+                b2, h2 = branch(x, cin, h, half, 2, f"{name}.branch2")
+            else:
+                out_names = [f"{name}.split:out0", f"{name}.split:out1"]
+                g.nodes.append(helper.make_node("Split", [x, i64(half, half)], out_names, name=f"{name}.split", axis=1))
+                b1 = out_names[0]
+                b2, h2 = branch(out_names[1], half, h, half, 1, f"{name}.branch2")
+            y = g.node("Concat", [b1, b2], f"{name}.concat", axis=1)
+            g.x, g.c, g.h = shuffle(y, out, h2, name), out, h2
+    g.conv_bn("conv5", last, 1, act="relu")
+    return g.classifier()
 
 
 SSD_CLASSES = 91
@@ -318,10 +371,13 @@ _BUILDERS: dict[str, Callable[[_G], str | list[tuple[str, list[int]]]]] = {
     "resnet50": lambda g: _resnet(g, (3, 4, 6, 3), bottleneck=True),
     "resnet18": lambda g: _resnet(g, (2, 2, 2, 2), bottleneck=False),
     "mobilenet_v1": _mobilenet_v1,
+    **{f"mobilenet_v1_{w}": functools.partial(_mobilenet_v1, width=float(w)) for w in ("0.5", "0.25")},
     "mobilenet_v2": _mobilenet_v2,
+    **{f"mobilenet_v2_{w}": functools.partial(_mobilenet_v2, width=float(w)) for w in ("1.4", "0.75", "0.5", "0.35")},
     "efficientnet_lite0": _efficientnet_lite0,
     "vit_b16": _vit,
-    "mobilenet_v3_large": _mobilenet_v3_large,
+    "mobilenet_v3_large": functools.partial(_mobilenet_v3, table=_V3_LARGE, last=960, hidden=1280),
+    "shufflenet_v2": _shufflenet_v2,
     "ssd_mobilenet_v1": _ssd_mobilenet_v1,
 }
 
@@ -340,8 +396,8 @@ def reference_graph(name: str, resolution: int | None = None, *, batch: int = 1,
     if weights not in ("zeros", "shape-only"):
         raise ConfigError(f"weights must be 'zeros' or 'shape-only', but got {weights!r}.")
     r = REFERENCE_MODELS[name].resolution if resolution is None else int(resolution)
-    if r < 32 or batch < 1:
-        raise ConfigError(f"need resolution >= 32 and batch >= 1, but got {r=}, {batch=}.")
+    if r < MIN_RESOLUTION or batch < 1:
+        raise ConfigError(f"need resolution >= {MIN_RESOLUTION} and batch >= 1, but got {r=}, {batch=}.")
     g = _G(batch, r, weights)
     out = _BUILDERS[name](g)
     model = g.model(name, [(out, [batch, 1000])] if isinstance(out, str) else out)

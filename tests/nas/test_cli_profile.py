@@ -89,8 +89,9 @@ def test_profile_path_needs_no_torch(tmp_path: Path) -> None:
 def test_every_reference_model_builds_without_torch() -> None:
     """The profile's reference graphs (predictors.reference_graphs, through the lazy predictors package) import
     no torch and no scikit-learn, so a board with only onnxruntime measures all of them."""
-    names = "['efficientnet_lite0', 'mobilenet_v1', 'mobilenet_v2', 'mobilenet_v3_large', 'resnet18', 'resnet50', " \
-            "'ssd_mobilenet_v1', 'vit_b16']"
+    names = "['efficientnet_lite0', 'mobilenet_v1', 'mobilenet_v1_0.25', 'mobilenet_v1_0.5', 'mobilenet_v2', " \
+            "'mobilenet_v2_0.35', 'mobilenet_v2_0.5', 'mobilenet_v2_0.75', 'mobilenet_v2_1.4', 'mobilenet_v3_large', " \
+            "'resnet18', 'resnet50', 'shufflenet_v2', 'ssd_mobilenet_v1', 'vit_b16']"
     code = ("import sys\nsys.modules['torch'] = None\n"
             "from nas.cmd_profile import reference_graph_builder\n"
             "from predictors.reference_graphs import reference_graph_names\n"

@@ -10,7 +10,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from hw_profiles.errors import ProfileError
 from hw_profiles.quantity import PRECISIONS, Frozen, Precision, Quantity, expect_unit, nonempty
-from hw_profiles.reference import REFERENCE_MODELS
+from hw_profiles.reference import MIN_RESOLUTION, REFERENCE_MODELS
 
 SCHEMA_VERSION = 1
 _SLUG = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
@@ -91,6 +91,14 @@ class CalibrationPoint(Frozen):
             )
         return v
 
+    @field_validator("resolution")
+    @classmethod
+    def _buildable(cls, v: int) -> int:
+        if v < MIN_RESOLUTION:
+            raise ValueError(f"resolution {v} is below {MIN_RESOLUTION}, the smallest input dynnas builds a reference "
+                             f"network at; give the published input size (e.g. 224)")
+        return v
+
     @field_validator("latency_ms")
     @classmethod
     def _latency_unit(cls, q: Quantity) -> Quantity:
@@ -126,6 +134,9 @@ class DeviceProfile(Frozen):
     power_modes: tuple[PowerMode, ...] = Field(min_length=1)
     default_power_mode: str
     kernel_overhead: Quantity
+    # The runtime's fixed cost of one inference (invoke, thread-pool wake, I/O copies), a prior the roofline fits;
+    # absent: 0 and not fitted.
+    invoke_overhead: Quantity | None = None
     calibration: tuple[CalibrationPoint, ...] = ()
     measured: bool = Field(strict=True)
     deploy: str
@@ -194,6 +205,11 @@ class DeviceProfile(Frozen):
     @classmethod
     def _overhead_unit(cls, q: Quantity) -> Quantity:
         return expect_unit(q, ("us",), "kernel_overhead")
+
+    @field_validator("invoke_overhead")
+    @classmethod
+    def _invoke_unit(cls, q: Quantity | None) -> Quantity | None:
+        return None if q is None else expect_unit(q, ("us",), "invoke_overhead")
 
     @field_validator("deploy")
     @classmethod

@@ -21,7 +21,14 @@ import numpy as np
 from hw_profiles import DeviceProfile
 from predictors.errors import CalibrationError
 from predictors.kernels import Kernel
-from predictors.roofline import BYTES_PER_ELEMENT, RooflineParams, fit_roofline, kernel_rates, prior_etas
+from predictors.roofline import (
+    BYTES_PER_ELEMENT,
+    RooflineParams,
+    fit_roofline,
+    invoke_prior_s,
+    kernel_rates,
+    prior_etas,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +51,13 @@ class GraphLatency:
     bandwidth_bytes_per_s: float
 
     @property
+    def invoke_ms(self) -> float:
+        """The runtime's fixed cost of one inference (not a kernel)."""
+        return self.params.invoke_s * 1e3
+
+    @property
     def total_ms(self) -> float:
-        return sum(k.us for k in self.kernels) / 1e3
+        return sum(k.us for k in self.kernels) / 1e3 + self.invoke_ms
 
     def branch_ms(self) -> dict[str, float]:
         """ms per ``If`` branch label ("" is the unconditional part)."""
@@ -59,7 +71,7 @@ def device_params(profile: DeviceProfile) -> tuple[RooflineParams, bool]:
     """The profile's roofline parameters and whether they were fitted (``False``: priors only)."""
     if profile.calibration:
         return fit_roofline(profile)[0], True
-    return RooflineParams(*prior_etas(profile), profile.kernel_overhead.value * 1e-6), False
+    return RooflineParams(*prior_etas(profile), profile.kernel_overhead.value * 1e-6, invoke_prior_s(profile) or 0.0), False
 
 
 def check_precision(profile: DeviceProfile, precision: str | None) -> str:
@@ -96,7 +108,9 @@ def to_json(lat: GraphLatency, **meta: Any) -> dict[str, Any]:
         **meta,
         "precision": lat.precision, "power_mode": lat.power_mode, "total_ms": lat.total_ms,
         "branches_ms": lat.branch_ms(), "calibrated": lat.calibrated,
+        "invoke_ms": lat.invoke_ms,
         "roofline": {"eta_c": lat.params.eta_c, "eta_m": lat.params.eta_m, "overhead_us": lat.params.overhead_s * 1e6,
+                     "invoke_us": lat.params.invoke_s * 1e6,
                      "peak_ops_per_s": lat.peak_ops_per_s, "bandwidth_bytes_per_s": lat.bandwidth_bytes_per_s},
         "total_flops": sum(t.kernel.flops for t in lat.kernels), "total_bytes": sum(t.kernel.bytes for t in lat.kernels),
         "kernels": [{"name": t.kernel.name, "op": t.kernel.op, "out_shape": list(t.kernel.out_shape),

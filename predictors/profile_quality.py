@@ -23,15 +23,16 @@ from hw_profiles import CalibrationPoint, DeviceProfile
 from predictors.roofline import (
     RooflineParams,
     fit_roofline,
+    inference_seconds,
+    invoke_prior_s,
     kernel_rates,
-    network_seconds,
     point_kernels,
     prior_etas,
 )
 
-# Fewer published points than this and the roofline's three parameters (eta_c, eta_m, overhead)
-# are not all pinned by data: the priors decide at least one of them, so the profile is reported
-# "low" confidence whatever its leave-one-out error.
+# Fewer published points than the roofline fits parameters (eta_c, eta_m, overhead, and invoke when the
+# profile cites one: n_fitted) and they are not all pinned by data: the priors decide at least one of them,
+# so the profile is reported "low" confidence whatever its leave-one-out error.
 LOW_CONFIDENCE_MIN_POINTS = 3
 # Points of a single network (e.g. ResNet-50 at batch 1 and 8) cannot tell compute-bound from
 # launch-bound layers across network shapes, however many there are: also "low" below this many
@@ -60,12 +61,12 @@ class ProfileQuality:
 def point_ms(profile: DeviceProfile, point: CalibrationPoint, params: RooflineParams) -> float:
     """The roofline's latency (ms) for one calibration point with ``params``."""
     kernels = point_kernels(profile, point)
-    return 1e3 * network_seconds(kernels, *kernel_rates(profile, kernels, point.precision, point.power_mode), params)
+    return 1e3 * inference_seconds(kernels, *kernel_rates(profile, kernels, point.precision, point.power_mode), params)
 
 
 def prior_params(profile: DeviceProfile) -> RooflineParams:
     """The roofline parameters the priors alone give (the fit of an empty calibration set)."""
-    return RooflineParams(*prior_etas(profile), profile.kernel_overhead.value * 1e-6)
+    return RooflineParams(*prior_etas(profile), profile.kernel_overhead.value * 1e-6, invoke_prior_s(profile) or 0.0)
 
 
 def fit_params(profile: DeviceProfile, points: tuple[CalibrationPoint, ...], *, loss: str = "linear") -> RooflineParams:
@@ -76,13 +77,44 @@ def fit_params(profile: DeviceProfile, points: tuple[CalibrationPoint, ...], *, 
     return params
 
 
+def calibrated_macs(profile: DeviceProfile) -> tuple[float, float] | None:
+    """The smallest and largest network of the profile's calibration points, in MACs per image (``None``
+    without points): the range in which its roofline is fitted rather than extrapolated."""
+    if not profile.calibration:
+        return None
+    macs = [sum(k.macs for k in point_kernels(profile, pt)) / pt.batch for pt in profile.calibration]
+    return float(min(macs)), float(max(macs))
+
+
+def format_macs(macs: float) -> str:
+    """``9.96 M``, ``1.82 G``: MACs in the unit that reads best."""
+    return f"{macs / 1e9:.3g} G" if macs >= 1e9 else f"{macs / 1e6:.3g} M"
+
+
+def range_warning(profile: DeviceProfile, lo_macs: float, hi_macs: float | None = None) -> str | None:
+    """A one-line warning when networks of ``lo_macs``..``hi_macs`` MACs per image lie outside the profile's
+    calibrated range (:func:`calibrated_macs`), else ``None``; self-measured profiles never warn."""
+    rng = calibrated_macs(profile)
+    hi_macs = lo_macs if hi_macs is None else hi_macs
+    if rng is None or (lo_macs >= rng[0] and hi_macs <= rng[1]):
+        return None
+    these = format_macs(lo_macs) if lo_macs == hi_macs else f"{format_macs(lo_macs)}–{format_macs(hi_macs)}"
+    return (f"warning: {profile.name} is calibrated on networks of {format_macs(rng[0])}–{format_macs(rng[1])} MACs; "
+            f"{these} MACs lies outside, so its latency is extrapolated (see `dynnas devices`).")
+
+
+def n_fitted(profile: DeviceProfile) -> int:
+    """How many roofline parameters the profile's fit determines: 3, or 4 when it cites an invoke overhead."""
+    return LOW_CONFIDENCE_MIN_POINTS + (profile.invoke_overhead is not None)
+
+
 def confidence_of(profile: DeviceProfile) -> str:
-    """``"measured"`` for self-measured profiles; ``"low"`` under LOW_CONFIDENCE_MIN_POINTS points or
-    LOW_CONFIDENCE_MIN_MODELS distinct models; else ``"ok"``."""
+    """``"measured"`` for self-measured profiles; ``"low"`` with fewer points than fitted parameters
+    (:func:`n_fitted`) or under LOW_CONFIDENCE_MIN_MODELS distinct models; else ``"ok"``."""
     if profile.measured and not profile.calibration:
         return "measured"
     points = profile.calibration
-    few = len(points) < LOW_CONFIDENCE_MIN_POINTS or len({p.model for p in points}) < LOW_CONFIDENCE_MIN_MODELS
+    few = len(points) < n_fitted(profile) or len({p.model for p in points}) < LOW_CONFIDENCE_MIN_MODELS
     return "low" if few else "ok"
 
 

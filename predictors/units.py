@@ -62,6 +62,8 @@ class UnitTable:
     exit_blocks: tuple[int, ...] = ()
     term_blocks: tuple[int, ...] = ()
     choices: Callable[[Sequence[SubnetConfig]], np.ndarray] | None = None
+    # Part of each head's cost paid only when a sample goes on past it (the next stage's invoke), refunded on leaving.
+    exit_refund: float = 0.0
 
     @classmethod
     def build(cls, arch_config: CostedConfig, cost: Callable[[list[Kernel]], float], *,
@@ -84,10 +86,11 @@ class UnitTable:
         return cls(stem + price(terms.tail), table, stem, heads, tuple(config.exit_blocks), tuple(terms.blocks),
                    config.term_choices)
 
-    def with_values(self, constant: float, table: np.ndarray, stem: float, heads: tuple[float, ...]) -> UnitTable:
+    def with_values(self, constant: float, table: np.ndarray, stem: float, heads: tuple[float, ...], *,
+                    exit_refund: float = 0.0) -> UnitTable:
         """The same terms and choices with other costs (a fitted correction)."""
         return UnitTable(float(constant), table, float(stem), tuple(heads), self.exit_blocks, self.term_blocks,
-                         self.choices)
+                         self.choices, float(exit_refund))
 
     def choice_matrix(self, subnets: Sequence[SubnetConfig]) -> np.ndarray:
         """``(n, n_terms)`` variant of every term (validated against the table's shape)."""
@@ -129,7 +132,7 @@ class UnitTable:
         before = np.cumsum(paid, axis=1) - paid
         if n_exits:
             upto = np.column_stack([self.stem + per_term[:, blocks <= b].sum(axis=1) for b in self.exit_blocks])
-            leave = upto + before + heads
+            leave = upto + before + heads - self.exit_refund
         else:
             leave = np.zeros((n, 0))
         return np.column_stack([leave, total + paid.sum(axis=1)])

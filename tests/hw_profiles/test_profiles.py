@@ -105,20 +105,21 @@ def test_cross_field_consistency(name: str) -> None:
 
             macs = sum(k.macs for k in reference_kernels(point.model, point.resolution, 4)) / 1e9
             expected = ref.macs.value * (point.resolution / ref.resolution) ** 2
-            assert macs == pytest.approx(expected, rel=0.1), (name, point.model, point.resolution, macs)
+            # within 15 %: at 96-128 px the stride-2 layers' padding makes the MACs drift from the pixel count
+            assert macs == pytest.approx(expected, rel=0.15), (name, point.model, point.resolution, macs)
     assert profile.deploy.format(onnx="model.onnx") != profile.deploy
 
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_published_profiles_have_calibration_and_say_when_it_is_thin(name: str) -> None:
-    from predictors.profile_quality import LOW_CONFIDENCE_MIN_MODELS, LOW_CONFIDENCE_MIN_POINTS, confidence_of
+    from predictors.profile_quality import LOW_CONFIDENCE_MIN_MODELS, confidence_of, n_fitted
 
     profile = load_profile(name)
     if profile.measured:
         assert confidence_of(profile) == "measured"
         return
     assert len(profile.calibration) >= 1
-    thin = (len(profile.calibration) < LOW_CONFIDENCE_MIN_POINTS
+    thin = (len(profile.calibration) < n_fitted(profile)
             or len({p.model for p in profile.calibration}) < LOW_CONFIDENCE_MIN_MODELS)
     assert confidence_of(profile) == ("low" if thin else "ok")
 

@@ -19,7 +19,7 @@ from predictors import (
 )
 from predictors.host_latency import HostLUTPredictor, cache_path
 from predictors.onnx_graph import runtime_fusion
-from predictors.roofline import BYTES_PER_ELEMENT, RooflinePredictor, network_seconds
+from predictors.roofline import BYTES_PER_ELEMENT, RooflinePredictor, inference_seconds
 from predictors.units import UnitTable
 from supernet.cnn import PRESETS
 
@@ -30,7 +30,10 @@ TINY = PRESETS["tiny"]
 # point (nvidia-a100: SSD-MobileNet at batch 1 is off by 16 %; see benchmarks/results/device_fleet.json).
 # One roofline cannot hold every point of these devices: the A100 (launch-bound small nets vs ResNet-50), the
 # phone NPU (ResNet-50 only 1.86x ResNet-18, the roofline's floor is 2.25x) and the Coral (2 points, USB-bound).
-FIT_TOLERANCE_PCT = {"nvidia-a100": 20.0, "snapdragon-8-gen-2": 15.0, "coral-edgetpu": 15.0}
+# In-sample misses allowed per device. The small-network points (issue 27) widen them: one roofline for MobileNets
+# of 14-300 M MACs and ResNets of 1.8-4.1 G MACs misses by up to 30 % on the Pi 4 (14 points, fp32 and uint8), the
+# phone NPU (5 points) and the Edge TPU (2 points with 4 parameters, now including the per-invoke cost).
+FIT_TOLERANCE_PCT = {"nvidia-a100": 20.0, "snapdragon-8-gen-2": 30.0, "coral-edgetpu": 25.0, "raspberry-pi-4": 30.0}
 
 
 def _published() -> list[str]:
@@ -51,7 +54,7 @@ def test_roofline_reproduces_calibration_points(device: str) -> None:
         ks = reference_kernels(point.model, point.resolution, BYTES_PER_ELEMENT[point.precision], batch=point.batch,
                                fusion=runtime_fusion(profile.runtime))
         peak = profile.peak_ops_per_s(point.precision) * profile.compute_scale(point.power_mode)
-        again = 1e3 * network_seconds(ks, peak, profile.memory_bandwidth.value * 1e9, pred.params)
+        again = 1e3 * inference_seconds(ks, peak, profile.memory_bandwidth.value * 1e9, pred.params)
         assert again == pytest.approx(row["predicted_ms"], rel=1e-9)
     p = pred.params
     assert 0 < p.eta_c <= 1 and 0 < p.eta_m <= 1
@@ -92,6 +95,7 @@ def host_cache(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarr
     return folder, pred.predict_ms(subnets)
 
 
+@pytest.mark.timing
 def test_host_predictor_measures_then_reloads_identically(host_cache: tuple[Path, np.ndarray]) -> None:
     folder, first = host_cache
     assert np.all(np.isfinite(first)) and np.all(first > 0)

@@ -24,7 +24,7 @@ from predictors.roofline import (
     PRIOR_ETA_M,
     RooflineParams,
     fit_roofline,
-    network_seconds,
+    inference_seconds,
 )
 from tests.cli import runner
 
@@ -62,7 +62,7 @@ def test_loo_matches_an_explicit_refit_without_each_point() -> None:
         ks = reference_kernels(pt.model, pt.resolution, BYTES_PER_ELEMENT[pt.precision], batch=pt.batch,
                                fusion=runtime_fusion(profile.runtime))
         peak = profile.peak_ops_per_s("int8") * profile.compute_scale("MAXN")
-        expected = 1e3 * network_seconds(ks, peak, profile.memory_bandwidth.value * 1e9, params)
+        expected = 1e3 * inference_seconds(ks, peak, profile.memory_bandwidth.value * 1e9, params)
         assert row["loo_predicted_ms"] == pytest.approx(expected, rel=1e-9)
         assert row["loo_error_pct"] == pytest.approx(100 * (expected / pt.latency_ms.value - 1), rel=1e-9)
         errors.append(abs(row["loo_error_pct"]))

@@ -39,13 +39,15 @@ def test_rows_map_devices_convert_units_and_skip_throughput(bench, profiles):
         _row("tp-off", "nvidia-a100-sxm-80gb", "resnet50-v1.5", 1, "int8", "Offline", 30000, "samples/s"),
         _row("pi-clock", "raspberry-pi-4 (4x A72 1.5 GHz)", "mobilenet-v1-1.0-224", 1, "fp32", "SingleStream", 68, "ms"),
         _row("pi-u8", "raspberry-pi-4 (4x A72 1.5 GHz)", "mobilenet-v2-1.0-224 (quantized)", 1, "uint8", "SS", 24, "ms"),
+        _row("pi-f16", "raspberry-pi-4 (4x A72 1.5 GHz)", "mobilenet-v2-1.0-224", 1, "fp16", "SS", 30, "ms"),
+        _row("pi-w", "raspberry-pi-4 (4x A72 1.5 GHz)", "mobilenet-v1-0.25", 1, "fp32", "SS", 5, "ms", 128),
         _row("coral", "coral-edgetpu (USB)", "mobilenet-v2-1.0-224", 1, "int8", "mean", 2.3, "ms"),
     ]
     rows, skipped = bench.build_rows(csv_rows, profiles)
     csv_out = {r["id"]: r for r in rows if r["origin"] == "csv"}
     why = {s["id"]: s["reason"] for s in skipped}
-    assert set(csv_out) == {"agx", "tp-ss", "pi-clock"}
-    assert set(why) == {"tp-ms", "tp-off", "pi-u8", "coral"}
+    assert set(csv_out) == {"agx", "tp-ss", "pi-clock", "pi-u8", "pi-w"}
+    assert set(why) == {"tp-ms", "tp-off", "pi-f16", "coral"}
 
     agx = csv_out["agx"]  # the AGX Orin's first calibration point: its mode comes from the point
     assert (agx["device"], agx["model"], agx["calibration_index"], agx["power_mode"]) == ("jetson-orin", "resnet50", 0, "MAXN")
@@ -54,7 +56,9 @@ def test_rows_map_devices_convert_units_and_skip_throughput(bench, profiles):
     pi = csv_out["pi-clock"]
     assert (pi["model"], pi["power_mode"], pi["power_mode_from"]) == ("mobilenet_v1", "1500MHz", "core clock in the device name")
     assert "throughput" in why["tp-ms"] and "throughput" in why["tp-off"]
-    assert "int8" in why["pi-u8"] and "coral-edgetpu" in why["coral"]
+    assert "fp16" in why["pi-f16"] and "coral-edgetpu" in why["coral"]
+    assert csv_out["pi-u8"]["precision"] == "int8"  # uint8 runs on the int8 peak
+    assert (csv_out["pi-w"]["model"], csv_out["pi-w"]["resolution"]) == ("mobilenet_v1_0.25", 128)  # a width variant
     # the calibration points no CSV row matched are added, the matched one is not repeated
     extra = [r for r in rows if r["origin"] == "profile-calibration"]
     n_points = sum(len(p.calibration) for p in profiles.values())

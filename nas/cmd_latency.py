@@ -42,7 +42,7 @@ def latency(
     onnx_file: Annotated[Path | None, typer.Argument(help="ONNX model file (or use --model).", show_default=False)] = None,
     model: Annotated[str | None, typer.Option(help="A reference model built by dynnas instead of a file: resnet50, resnet18, mobilenet_v1, mobilenet_v2, mobilenet_v3_large, efficientnet_lite0, vit_b16, ssd_mobilenet_v1.")] = None,
     precision: Annotated[str | None, typer.Option(help="fp32, fp16 or int8 (default: the device's).")] = None,
-    batch: Annotated[int | None, typer.Option(help="Batch size (replaces the input's first dimension; default: the model's, 1 for --model).")] = None,
+    batch: Annotated[int | None, typer.Option(help="Batch size (replaces the input's first dimension; default: the model's, 1 for --model or a dynamic batch dimension).")] = None,
     power_mode: Annotated[str | None, typer.Option("--power-mode", help="Power mode (scales peak compute; default: the device's).")] = None,
     input_shape: Annotated[str | None, typer.Option("--input-shape", help="Input shape for models with dynamic dimensions, e.g. 1,3,224,224.")] = None,
     fusion: Annotated[str | None, typer.Option(help="Fusion rules of the runtime: tensorrt, onnxruntime-cpu, tflite or none (default: the device's runtime's; see predictors/fusion_rules.yaml).")] = None,
@@ -52,7 +52,8 @@ def latency(
     """Predict the latency of an ONNX model on a device, kernel by kernel, from the device's roofline."""
     from hw_profiles.loader import parse_device
     from predictors.graph_latency import check_precision, predict_graph, to_json
-    from predictors.onnx_graph import graph_kernels, runtime_fusion
+    from predictors.onnx_graph import batch_is_dynamic, graph_kernels, runtime_fusion
+    from predictors.profile_quality import range_warning
     from predictors.reference_graphs import reference_graph
     from predictors.roofline import BYTES_PER_ELEMENT
     from supernet.errors import ConfigError
@@ -74,9 +75,16 @@ def latency(
         source = f"reference:{model}"
     else:
         graph, source = onnx_file, str(onnx_file)
+        if batch is None and shape is None and batch_is_dynamic(onnx_file):
+            batch = 1
+            typer.echo("note: the model's batch dimension is dynamic; costing batch 1 (pass --batch N for another).",
+                       err=True)
     kernels = graph_kernels(graph, input_shape=shape, batch=batch if model is None else None,
                             bytes_per_element=BYTES_PER_ELEMENT[prec], fusion=fusion)
     lat = predict_graph(kernels, profile, precision=prec, power_mode=mode)
+    warning = range_warning(profile, sum(k.macs for k in kernels) / _batch_of(kernels))
+    if warning:
+        typer.echo(warning, err=True)
     doc = to_json(lat, model=source, device=profile.name, fusion=fusion)
     if out is not None:
         text = json.dumps(doc, indent=1)
@@ -85,6 +93,11 @@ def latency(
         typer.echo(json.dumps(doc, indent=1))
         return
     _print_table(doc)
+
+
+def _batch_of(kernels: list[Any]) -> int:
+    """The batch the kernels run at (their first output dimension; 1 for an empty list)."""
+    return max(1, int(kernels[0].out_shape[0])) if kernels and kernels[0].out_shape else 1
 
 
 def _print_table(doc: dict[str, Any]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -166,18 +167,21 @@ def devices(
     profiles = [load_profile(n) for n in list_profiles()] + [load_profile(Path(p)) for p in profile or []]
     table = Table(title="device profiles")
     for col in ("name", "kind", "runtime", "precisions", "peak", "bandwidth", "power modes", "calibration",
-                "LOO median / max", "confidence"):
+                "calibrated MACs", "LOO median / max", "confidence"):
         table.add_column(col, no_wrap=col in ("name", "peak", "bandwidth", "calibration", "LOO median / max"))
     for p in profiles:
         table.add_row(*_device_row(p, quality))
     table.caption = ("LOO: each calibration point predicted by the roofline refitted on the others (|error| %); "
-                     "confidence 'low' under 3 points or 2 reference models")
-    Console().print(table)
+                     "confidence 'low' with fewer points than fitted parameters (3, or 4 with an invoke cost) or "
+                     "under 2 reference models; calibrated MACs: the smallest and largest calibration network per "
+                     "image (outside it, latency is extrapolated)")
+    # 11 columns do not fit 80: a terminal wraps them, a pipe or a file gets the whole table
+    Console(width=None if sys.stdout.isatty() else 220).print(table)
 
 
 def _device_row(p: Any, quality: bool) -> list[str]:
     """The `devices` table cells of one profile (the LOO refit only when ``quality``)."""
-    from predictors.profile_quality import confidence_of, profile_quality
+    from predictors.profile_quality import calibrated_macs, confidence_of, format_macs, profile_quality
 
     peak = p.peak_compute[p.default_precision]
     precisions = ", ".join(k + ("*" if k == p.default_precision else "") for k in p.peak_compute)
@@ -187,5 +191,7 @@ def _device_row(p: Any, quality: bool) -> list[str]:
     if quality and p.calibration:
         q = profile_quality(p)
         loo = f"{q.loo_median_abs_pct:.1f} / {q.loo_max_abs_pct:.1f} %"
+    rng = calibrated_macs(p)
+    macs = "-" if rng is None else f"{format_macs(rng[0])}–{format_macs(rng[1])}"
     return [p.name, p.kind, p.runtime, precisions, f"{peak.value:g} {peak.unit}", f"{p.memory_bandwidth.value:g} GB/s",
-            modes, calib, loo, confidence_of(p)]
+            modes, calib, macs, loo, confidence_of(p)]

@@ -147,6 +147,12 @@ def search_device(t: Target, latency_budget: float | None, opts: SearchOptions, 
     with SearchBars() if bars is None else nullcontext(bars) as bars:
         setup = device_setup(t, latency_budget, opts, bars, shared=shared)
         problem = setup.problem
+        if not quiet:
+            from predictors.profile_quality import range_warning
+
+            warning = range_warning(profile, *space_macs(problem))
+            if warning:
+                console.print(warning, style="yellow", markup=False, highlight=False)
         with staging(out, settings, overwrite=overwrite, resume=resume) as stage:
             reused = {a: s for a, s in stage.done.items() if a in algorithms}
             results = results_from_tables(stage.path, reused, seed, tuple(o.name for o in problem.objectives))
@@ -185,13 +191,24 @@ def search_device(t: Target, latency_budget: float | None, opts: SearchOptions, 
     return DeviceSearch(setup=setup, results=results, exported=exported)
 
 
-def _latency_trust(profile: Any, power_mode: str | None) -> dict[str, Any]:
+def _latency_trust(profile: Any, power_mode: str | None, problem: Any) -> dict[str, Any]:
     """How far the device's latency predictions can be trusted: ``confidence`` is ``low`` when the
-    profile rests on few published points (see predictors.profile_quality), and the power mode used."""
-    from predictors.profile_quality import confidence_of
+    profile rests on few published points (see predictors.profile_quality); ``extrapolated`` when the
+    searched subnets' MACs lie outside the calibrated range; and the power mode used."""
+    from predictors.profile_quality import calibrated_macs, confidence_of
 
+    rng = calibrated_macs(profile)
+    lo, hi = space_macs(problem)
     return {"confidence": confidence_of(profile), "n_calibration_points": len(profile.calibration),
-            "power_mode": power_mode or profile.default_power_mode}
+            "power_mode": power_mode or profile.default_power_mode,
+            "calibrated_macs": None if rng is None else list(rng), "subnet_macs": [lo, hi],
+            "extrapolated": rng is not None and (lo < rng[0] or hi > rng[1])}
+
+
+def space_macs(problem: Any) -> tuple[float, float]:
+    """MACs per image of the searched space's smallest and largest uniform-width subnets."""
+    macs = problem.baselines.macs
+    return float(macs.min()), float(macs.max())
 
 
 def run_doc(settings: Any, profile: Any, device_arg: str, file: Path, meta: dict[str, Any], setup: Any,
@@ -228,7 +245,7 @@ def run_doc(settings: Any, profile: Any, device_arg: str, file: Path, meta: dict
                                   **{k: v for k, v in acc_data.meta.items() if isinstance(v, str | int | float | bool)}}},
             "exits": ({"quality": dyn.quality, "method": dyn.describe()["dynamic"]["method"],
                        "calibration": acc_data.meta.get("exits")} if dyn is not None else None),
-            "latency": {**lat.describe(), **_latency_trust(profile, settings.power_mode)},
+            "latency": {**lat.describe(), **_latency_trust(profile, settings.power_mode, problem)},
             **({"energy": problem.energy.describe()} if problem.energy is not None else {}),
             **({"memory": problem.memory.describe()} if problem.memory is not None else {}),
         },

@@ -179,6 +179,18 @@ def load_model(model: onnx.ModelProto | str | Path) -> onnx.ModelProto:
     return loaded
 
 
+def batch_is_dynamic(model: onnx.ModelProto | str | Path) -> bool:
+    """True when the model has one data input whose only unset dimension is the first (the batch)."""
+    g = load_model(model).graph
+    init_names = {t.name for t in g.initializer}
+    data_inputs = [i for i in g.input if i.name not in init_names]
+    if len(data_inputs) != 1 or not data_inputs[0].type.tensor_type.HasField("shape"):
+        return False
+    dims = data_inputs[0].type.tensor_type.shape.dim
+    unset = [j for j, d in enumerate(dims) if not d.HasField("dim_value") or d.dim_value <= 0]
+    return unset == [0]
+
+
 def _numel(dims: Iterable[int]) -> int:
     return int(math.prod(dims))
 

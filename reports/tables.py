@@ -39,6 +39,9 @@ def latency_confidence(view: RunView) -> str:
         return "—"
     mode = lat.get("power_mode")
     text = f"{conf} ({lat.get('n_calibration_points', 0)} published points)" if conf != "measured" else conf
+    if lat.get("extrapolated"):
+        lo, hi = lat["calibrated_macs"]
+        text += f", extrapolated (calibrated on {lo / 1e6:,.0f}–{hi / 1e6:,.0f} M MACs)"
     return f"{text}, {mode}" if mode else text
 
 

@@ -10,14 +10,18 @@ import pytest
 from onnx import TensorProto, helper
 
 from hw_profiles import load_profile
+from nas.cli import app
 from predictors.graph_latency import predict_graph
 from predictors.onnx_graph import graph_kernels
 from predictors.reference_graphs import reference_graph
-from tests.cli import fails_cleanly, ok
+from tests.cli import fails_cleanly, ok, runner
 
 
 def _doc(*args: str) -> dict:
-    return json.loads(ok(["latency", *args, "--json"]))
+    """The --json document (stdout; notes and range warnings go to stderr)."""
+    res = runner.invoke(app, ["latency", *args, "--json"])
+    assert res.exit_code == 0, res.output
+    return json.loads(res.stdout)
 
 
 def test_reference_model_json_matches_the_predictor() -> None:
@@ -51,9 +55,20 @@ def test_onnx_file_with_input_shape_and_host(tmp_path: Path) -> None:
     model.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "N"  # a dynamic batch, as exporters write
     path = tmp_path / "m.onnx"
     onnx.save(model, str(path))
-    fails_cleanly(["latency", str(path), "--device", "jetson-orin"], "--input-shape")
+    # a dynamic batch alone: batch 1, said in one line on stderr
+    res = runner.invoke(app, ["latency", str(path), "--device", "jetson-orin", "--json"])
+    assert res.exit_code == 0, res.output
+    assert res.stderr.count("batch dimension is dynamic; costing batch 1") == 1
+    one = json.loads(res.stdout)
+    assert one["kernels"][-1]["out_shape"] == [1, 1000]
+    assert _doc(str(path), "--device", "jetson-orin", "--batch", "1")["total_ms"] == pytest.approx(one["total_ms"])
     doc = _doc(str(path), "--device", "host", "--input-shape", "1,3,64,64", "--fusion", "onnxruntime-cpu")
     assert doc["calibrated"] is False and doc["fusion"] == "onnxruntime-cpu" and doc["kernels"][-1]["out_shape"] == [1, 1000]
+    # any other dynamic dimension still needs --input-shape; a shape of the wrong rank is refused
+    model.graph.input[0].type.tensor_type.shape.dim[2].dim_param = "H"
+    onnx.save(model, str(path))
+    fails_cleanly(["latency", str(path), "--device", "jetson-orin"], "--input-shape")
+    fails_cleanly(["latency", str(path), "--device", "jetson-orin", "--input-shape", "3,64,64"], "4 dimensions")
 
 
 def test_help_has_examples() -> None:

@@ -260,10 +260,17 @@ def test_power_mode_slows_the_device_and_is_kept_for_resume(sn, tmp_path):
     lat = runs["jetson-orin:15W"]["predictors"]["latency"]
     assert lat["confidence"] == "ok" and lat["power_mode"] == "15W" and lat["n_calibration_points"] == 4
     out = tmp_path / "nx"  # four ResNet-50 points only: the run and its report say the latency is low-confidence
-    ok(["search", "--device", "jetson-orin-nx", "--supernet", str(sn), "--bn", "switchable", "--accuracy-samples",
-        "32", "--out", str(out), "--budget", "8", "--seed", "0", "--top", "0", "--algorithm", "random"])
-    assert json.loads((out / "run.json").read_text())["predictors"]["latency"]["confidence"] == "low"
-    assert "low (4 published points)" in (out / "report.html").read_text()
+    text = ok(["search", "--device", "jetson-orin-nx", "--supernet", str(sn), "--bn", "switchable",
+               "--accuracy-samples", "32", "--out", str(out), "--budget", "8", "--seed", "0", "--top", "0",
+               "--algorithm", "random"])
+    nx = json.loads((out / "run.json").read_text())["predictors"]["latency"]
+    assert nx["confidence"] == "low"
+    # the tiny subnets (well under 1 M MACs) lie far below the NX's ResNet-50 points: said once, kept, reported
+    assert text.count("warning: jetson-orin-nx is calibrated on networks of 4.09 G–4.09 G MACs") == 1
+    assert nx["extrapolated"] is True and nx["calibrated_macs"] == pytest.approx([4.089e9, 4.089e9], rel=1e-3)
+    assert nx["subnet_macs"][0] <= nx["subnet_macs"][1] < 1e6
+    report = (out / "report.html").read_text()
+    assert "low (4 published points), extrapolated (calibrated on 4,089–4,089 M MACs)" in report
     assert runs["jetson-orin"]["settings"]["power_mode"] is None
     assert "--device jetson-orin:15W" in runs["jetson-orin:15W"]["command"]
     fails_cleanly(["search", "--device", "jetson-orin:15w", "--supernet", str(sn), "--out", str(tmp_path / "x")],

@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from hw_profiles.timing import (
     FULL,
     RUN_PERCENTILE,
@@ -17,6 +19,8 @@ from hw_profiles.timing import (
     share_thread_pool,
     thread_pool,
 )
+
+pytestmark = pytest.mark.timing  # busy-loop timings: meaningless beside another CPU-heavy worker
 
 ROOT = Path(__file__).resolve().parents[2]
 

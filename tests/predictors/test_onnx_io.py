@@ -51,6 +51,7 @@ def test_measure_latency_reports_an_ordered_summary(tmp_path: Path, tiny_model: 
         measure_latency(tmp_path / "missing.onnx", (1, 1, 8, 8))
 
 
+@pytest.mark.timing
 def test_unit_graphs_are_valid_and_time_in_rounds() -> None:
     config = PRESETS["tiny"]
     groups = units(subnet_kernels(config, config.space().largest()))

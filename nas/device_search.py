@@ -147,12 +147,11 @@ def search_device(t: Target, latency_budget: float | None, opts: SearchOptions, 
     with SearchBars() if bars is None else nullcontext(bars) as bars:
         setup = device_setup(t, latency_budget, opts, bars, shared=shared)
         problem = setup.problem
-        if not quiet:
-            from predictors.profile_quality import range_warning
+        from predictors.profile_quality import range_warning
 
-            warning = range_warning(profile, *space_macs(problem))
-            if warning:
-                console.print(warning, style="yellow", markup=False, highlight=False)
+        warning = range_warning(profile, *space_macs(problem))  # said once per device, in a fleet too
+        if warning:
+            console.print(warning, style="yellow", markup=False, highlight=False)
         with staging(out, settings, overwrite=overwrite, resume=resume) as stage:
             reused = {a: s for a, s in stage.done.items() if a in algorithms}
             results = results_from_tables(stage.path, reused, seed, tuple(o.name for o in problem.objectives))

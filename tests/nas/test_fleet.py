@@ -38,6 +38,8 @@ def fleet(sn, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("fleet") / "run"
     text = ok(search(sn, out, "--latency-budget", "raspberry-pi-5=20"))
     assert "deployment: which subnet on which device" in text
+    for device in ("jetson-orin", "raspberry-pi-5"):  # the tiny subnets lie below both calibrated ranges
+        assert text.count(f"warning: {device} is calibrated on networks of") == 1, device
     return out
 
 

@@ -151,7 +151,7 @@ def search_device(t: Target, latency_budget: float | None, opts: SearchOptions, 
 
         warning = range_warning(profile, *space_macs(problem))  # said once per device, in a fleet too
         if warning:
-            console.print(warning, style="yellow", markup=False, highlight=False)
+            console.print(warning, style="yellow", markup=False, highlight=False, soft_wrap=True)
         with staging(out, settings, overwrite=overwrite, resume=resume) as stage:
             reused = {a: s for a, s in stage.done.items() if a in algorithms}
             results = results_from_tables(stage.path, reused, seed, tuple(o.name for o in problem.objectives))

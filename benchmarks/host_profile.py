@@ -35,14 +35,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 from common import RESULTS, save  # noqa: E402
 
-from hw_profiles.measure import (  # noqa: E402
-    COMPUTE_CLASSES,
-    MeasuredProfile,
-    ProfileSettings,
-    default_threads,
-    measure_profile,
-    write_profile,
-)
+from hw_profiles.benches import COMPUTE_CLASSES  # noqa: E402
+from hw_profiles.measure import measure_profile  # noqa: E402
+from hw_profiles.measured import MeasuredProfile, ProfileSettings, default_threads  # noqa: E402
+from hw_profiles.profile_doc import write_profile  # noqa: E402
 from nas.cmd_profile import reference_graph_builder  # noqa: E402
 from predictors.kernels import Kernel  # noqa: E402
 from predictors.onnx_graph import runtime_fusion  # noqa: E402

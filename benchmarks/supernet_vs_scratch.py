@@ -54,7 +54,7 @@ def host_ms(model: torch.nn.Module, subnet: object, threads: int) -> float:
     """Median onnxruntime latency (ms, batch 1) of ``subnet`` extracted and exported."""
     from predictors.onnx_io import onnx_bytes
     from predictors.onnx_io import session as ort_session
-    from supernet.extract import extract
+    from supernet.registry import extract
 
     c = model.config
     x = torch.zeros(1, c.in_channels, c.resolution, c.resolution)

@@ -34,7 +34,7 @@ from supernet.checkpoint import load_supernet  # noqa: E402
 from supernet.cost import count_macs  # noqa: E402
 from supernet.data import load_dataset  # noqa: E402
 from supernet.evaluate import accuracy  # noqa: E402
-from supernet.extract import extract  # noqa: E402
+from supernet.registry import extract  # noqa: E402
 
 
 def uniform_schedules(space: Any, base: Any) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from token_reduction import images_per_s, uniform_schedules  # noqa: E402
 
 from predictors.onnx_io import onnx_bytes, session  # noqa: E402
 from supernet.cost import count_macs  # noqa: E402
-from supernet.extract import extract  # noqa: E402
+from supernet.registry import extract  # noqa: E402
 from supernet.vit import PRESETS, ViTSupernet  # noqa: E402
 
 SHIPPED = PRESETS["cifar-vit"]

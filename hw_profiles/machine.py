@@ -23,7 +23,7 @@ import onnxruntime as ort
 from hw_profiles.timing import thread_pool
 
 if TYPE_CHECKING:
-    from hw_profiles.measure import ProfileSettings
+    from hw_profiles.measured import ProfileSettings
 
 
 def _read(path: str) -> str:

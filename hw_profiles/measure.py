@@ -21,9 +21,9 @@ no torch, so it runs where only an inference runtime is installed (a Jetson, a P
 Timing protocol: every figure is relative to an interleaved reference graph (see :mod:`hw_profiles.timing`).
 
 One module per job: :mod:`hw_profiles.benches` builds the micro-benchmark graphs, :mod:`hw_profiles.timing`
-runs and times them, :mod:`hw_profiles.machine` reads the machine's facts and :mod:`hw_profiles.profile_doc`
-makes and writes the profile document. This module holds the settings, the fit and :func:`measure_profile`,
-and re-exports the public names of the others.
+runs and times them, :mod:`hw_profiles.machine` reads the machine's facts, :mod:`hw_profiles.measured` holds the
+settings and results (value objects) and :mod:`hw_profiles.profile_doc` makes and writes the profile document.
+This module holds the fit and :func:`measure_profile`; import each name from the module that defines it.
 
 Example::
 
@@ -37,161 +37,40 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 
 from hw_profiles.benches import (
     COMPUTE_CLASSES,
-    MEMORY_CLASSES,
-    OPSET,
     SINGLE_KERNEL_CLASSES,
     Bench,
-    attention_bench,
-    conv_bench,
-    data_bench,
-    elementwise_bench,
-    gemm_bench,
-    if_bench,
     micro_benchmarks,
-    norm_bench,
-    pool_bench,
     randomize_weights,
     reference_bench,
 )
-from hw_profiles.errors import ProfileError
 from hw_profiles.machine import _rapl_energy_uj, _rapl_power, machine_info
-from hw_profiles.profile_doc import POWER_MODE, profile_document, profile_yaml, write_profile
+from hw_profiles.measured import (
+    MeasuredProfile,
+    MeasurementError,
+    MicroFit,
+    ProfileSettings,
+    ReferenceResult,
+)
+from hw_profiles.profile_doc import profile_document
 from hw_profiles.reference import REFERENCE_MODELS
-from hw_profiles.schema import DeviceProfile
 from hw_profiles.timing import (
-    FULL,
-    NOISY_SPREAD,
-    QUICK,
-    Protocol,
     RelativeTimer,
     Runner,
-    Timing,
     share_thread_pool,
 )
 
-__all__ = [
-    "COMPUTE_CLASSES",
-    "FULL",
-    "MEMORY_CLASSES",
-    "NOISY_SPREAD",
-    "OPSET",
-    "POWER_MODE",
-    "PROVIDERS",
-    "QUICK",
-    "SINGLE_KERNEL_CLASSES",
-    "Bench",
-    "MeasuredProfile",
-    "MeasurementError",
-    "MicroFit",
-    "ProfileSettings",
-    "Progress",
-    "Protocol",
-    "ReferenceResult",
-    "RelativeTimer",
-    "Runner",
-    "Timing",
-    "attention_bench",
-    "check_out_path",
-    "check_provider",
-    "conv_bench",
-    "data_bench",
-    "default_threads",
-    "elementwise_bench",
-    "fit_micro",
-    "gemm_bench",
-    "if_bench",
-    "machine_info",
-    "measure_profile",
-    "micro_benchmarks",
-    "norm_bench",
-    "pool_bench",
-    "profile_document",
-    "profile_name",
-    "profile_yaml",
-    "randomize_weights",
-    "reference_bench",
-    "reference_order",
-    "write_profile",
-]
-
-# --provider names and the onnxruntime execution providers they stand for (first = the one asked for).
-PROVIDERS: Mapping[str, tuple[str, ...]] = {
-    "cpu": ("CPUExecutionProvider",),
-    "cuda": ("CUDAExecutionProvider", "CPUExecutionProvider"),
-    "tensorrt": ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"),
-}
 Progress = Callable[[str, int, int], None]
 
 
-class MeasurementError(ProfileError):
-    """A profile cannot be measured or written as asked (bad provider, threads or output path)."""
-
-
 # ---- settings -------------------------------------------------------------------------------------
-@dataclass(frozen=True, kw_only=True)
-class ProfileSettings:
-    """What ``dynnas profile`` was asked for; validated on construction."""
-
-    name: str
-    provider: str = "cpu"
-    threads: int = 1
-    quick: bool = False
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.threads, int) or self.threads < 1:
-            raise MeasurementError(f"--threads must be >= 1, but got {self.threads}; pass e.g. --threads "
-                                   f"{default_threads()} (this machine's CPUs).")
-        check_provider(self.provider)
-
-    @property
-    def protocol(self) -> Protocol:
-        return QUICK if self.quick else FULL
-
-    @property
-    def providers(self) -> tuple[str, ...]:
-        return PROVIDERS[self.provider]
-
-
-def default_threads() -> int:
-    """The CPUs this process may run on (``os.sched_getaffinity``), else ``os.cpu_count()``."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-def check_provider(provider: str) -> tuple[str, ...]:
-    """The execution providers for ``--provider``; an error naming the known names or those this build has."""
-    if provider not in PROVIDERS:
-        import difflib
-
-        match = difflib.get_close_matches(provider, list(PROVIDERS), n=1, cutoff=0.5)
-        hint = f"; did you mean '{match[0]}'?" if match else "."
-        raise MeasurementError(f"unknown provider '{provider}'{hint} Known: {', '.join(PROVIDERS)}.")
-    wanted = PROVIDERS[provider][0]
-    available = ort.get_available_providers()
-    if wanted not in available:
-        ours = [k for k, v in PROVIDERS.items() if v[0] in available]
-        others = [p for p in available if p not in {v[0] for v in PROVIDERS.values()}]
-        names = ", ".join([f"{k} ({PROVIDERS[k][0]})" for k in ours] + others)
-        raise MeasurementError(
-            f"provider '{provider}' needs {wanted}, which this onnxruntime {ort.__version__} build does not have; "
-            f"available: {names}. Pass --provider {ours[0] if ours else 'cpu'}, or install an onnxruntime build "
-            f"with {wanted} (e.g. onnxruntime-gpu).")
-    return PROVIDERS[provider]
-
-
 def check_out_path(path: Path) -> None:
     """Fail before any measurement when a profile cannot be written to ``path``; leaves nothing behind.
 
@@ -247,23 +126,6 @@ def profile_name(out: Path, name: str | None) -> str:
 
 
 # ---- fit ------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class MicroFit:
-    """What the micro-benchmarks give: the session's fixed cost, per-class overheads and rates."""
-
-    session_us: float  # fixed cost of one session run (a)
-    overhead_us: dict[str, float]  # per-kernel cost of a tiny op of each class (o_class); "if": per If node
-    kernel_overhead_us: float  # median of overhead_us over SINGLE_KERNEL_CLASSES
-    best: dict[str, dict[str, Any]]  # class -> best rate (FLOP/s or B/s) with the bench that reached it
-    # "class" and "class-k<size>" -> median rate over the sized benches of that group, with their labels
-    rates: dict[str, dict[str, Any]]
-    peak_flops: float  # max over compute classes
-    peak_class: str
-    bandwidth: float  # elementwise bytes/s beyond the caches
-    bandwidth_sizes: list[str]
-    rows: list[dict[str, Any]]  # one per bench
-
-
 def _theil_sen(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """Robust line ``y = a + b x``: the median of pairwise slopes, then the median intercept."""
     slopes = [(y[j] - y[i]) / (x[j] - x[i]) for i in range(len(x)) for j in range(i + 1, len(x)) if x[j] != x[i]]
@@ -320,35 +182,6 @@ def fit_micro(benches: Sequence[Bench], ms: Mapping[str, float]) -> MicroFit:
 
 
 # ---- the whole measurement ------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ReferenceResult:
-    model: str
-    resolution: int
-    ms: float
-    timing: Timing
-    finite: bool
-    seconds: float
-
-
-@dataclass(frozen=True)
-class MeasuredProfile:
-    """Everything one ``measure_profile`` call measured, and the profile document made from it."""
-
-    settings: ProfileSettings
-    machine: dict[str, Any]
-    micro: MicroFit
-    references: list[ReferenceResult]
-    skipped: dict[str, str]  # reference model -> why it was not timed
-    reference_ms: float
-    spread: float
-    seconds: float
-    document: dict[str, Any]
-
-    @property
-    def profile(self) -> DeviceProfile:
-        return DeviceProfile.model_validate(self.document)
-
-
 def reference_order(names: Iterable[str] | None = None) -> list[str]:
     """Reference models from the smallest to the largest by MACs (by default those ``dynnas profile`` times)."""
     names = [n for n, m in REFERENCE_MODELS.items() if m.profiled] if names is None else list(names)

@@ -21,7 +21,7 @@ from hw_profiles.schema import SCHEMA_VERSION, DeviceProfile
 from hw_profiles.timing import NOISY_SPREAD, RUN_PERCENTILE
 
 if TYPE_CHECKING:
-    from hw_profiles.measure import MeasuredProfile, MicroFit, ProfileSettings, ReferenceResult
+    from hw_profiles.measured import MeasuredProfile, MicroFit, ProfileSettings, ReferenceResult
 
 POWER_MODE = "measured"
 

@@ -49,16 +49,9 @@ def profile(
     """Measure a device profile here: peak FLOP/s per op class, memory bandwidth, per-kernel overhead and the
     reference models' latencies, written as a `measured: true` profile YAML that `--device FILE` reads."""
     from hw_profiles.installed import HOST, installed_host_path
-    from hw_profiles.measure import (
-        MeasurementError,
-        ProfileSettings,
-        check_out_path,
-        default_threads,
-        measure_profile,
-        profile_name,
-        write_profile,
-    )
-    from hw_profiles.profile_doc import install_host
+    from hw_profiles.measure import check_out_path, measure_profile, profile_name
+    from hw_profiles.measured import MeasurementError, ProfileSettings, default_threads
+    from hw_profiles.profile_doc import install_host, write_profile
 
     if (out is None) == (not install):
         raise MeasurementError("give exactly one of --out FILE.yaml or --install, e.g. `dynnas profile --install`.")
@@ -119,7 +112,7 @@ def _print_summary(result: Any, out: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from hw_profiles.measure import NOISY_SPREAD
+    from hw_profiles.timing import NOISY_SPREAD
 
     doc, micro = result.document, result.micro
     table = Table(title=f"{doc['name']}: {doc['display_name']}")

@@ -67,8 +67,7 @@ from predictors.units import UnitTable, arch_hash, unit_key
 from supernet.checkpoint import read_json, write_json
 from supernet.cost import CostedConfig
 from supernet.errors import CheckpointError
-from supernet.extract import extract
-from supernet.registry import get_family
+from supernet.registry import extract, get_family
 from supernet.runtime import DynamicSession
 from supernet.space import SearchSpace, SubnetConfig
 from supernet.stages import build_stages

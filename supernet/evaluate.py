@@ -11,7 +11,7 @@ from torch import nn
 
 from supernet.bn import recalibrate
 from supernet.data import ImageData, batches
-from supernet.extract import extract
+from supernet.registry import extract
 from supernet.space import SubnetConfig
 
 BNMode = Literal["switchable", "recal"]

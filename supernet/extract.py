@@ -1,8 +1,8 @@
-"""Subnet extraction: a pure function from (supernet, config) to a new static module.
+"""Subnet extraction per family: pure functions from (supernet, config) to a new static module.
 
-:func:`extract` dispatches on the supernet's family through :mod:`supernet.registry` (each
-:class:`supernet.registry.Family` names its extraction function), so callers need no family
-branches: :func:`extract_cnn` gives a :class:`StaticCNN`, :func:`extract_vit` a :class:`StaticViT`.
+:func:`extract_cnn` gives a :class:`StaticCNN`, :func:`extract_vit` a :class:`StaticViT`. Callers use
+:func:`supernet.registry.extract`, which dispatches on the supernet's family (each
+:class:`supernet.registry.Family` names its extraction function), so they need no family branches.
 """
 
 from __future__ import annotations
@@ -15,14 +15,6 @@ from supernet.space import SubnetConfig
 from supernet.static import StaticCNN
 from supernet.static_vit import StaticViT
 from supernet.vit import ViTSupernet
-
-
-def extract(supernet: nn.Module, subnet: SubnetConfig) -> nn.Module:
-    """Copy the sliced weights of ``subnet`` into a new static module of the supernet's family
-    (eval mode, on the supernet's device). The supernet is left untouched."""
-    from supernet.registry import get_family  # the registry imports this module
-
-    return get_family(supernet.config.family).extract(supernet, subnet)
 
 
 @torch.no_grad()

@@ -12,6 +12,7 @@ from supernet.cnn import PRESETS as CNN_PRESETS
 from supernet.cnn import CNNConfig, CNNSupernet
 from supernet.errors import unknown
 from supernet.extract import extract_cnn, extract_vit
+from supernet.space import SubnetConfig
 from supernet.transfer import Transfer, transfer_same, transfer_vit
 from supernet.vit import PRESETS as VIT_PRESETS
 from supernet.vit import ViTConfig, ViTSupernet
@@ -20,7 +21,7 @@ from supernet.vit import ViTConfig, ViTSupernet
 @dataclass(frozen=True)
 class Family:
     """A supernet family: its config class, builder ``(config, mean, std) -> supernet``, presets and
-    ``extract(supernet, subnet) -> static module`` (see :func:`supernet.extract.extract`) and
+    ``extract(supernet, subnet) -> static module`` (see :func:`extract`) and
     ``transfer(state, their_config, my_config) -> state``, which carries trained weights into another of its
     architectures for ``dynnas train --init-from`` (see :mod:`supernet.transfer`)."""
 
@@ -48,6 +49,12 @@ def get_family(name: str) -> Family:
     if name not in FAMILIES:
         raise unknown("supernet family", name, list(FAMILIES))
     return FAMILIES[name]
+
+
+def extract(supernet: nn.Module, subnet: SubnetConfig) -> nn.Module:
+    """Copy the sliced weights of ``subnet`` into a new static module of the supernet's family
+    (eval mode, on the supernet's device). The supernet is left untouched."""
+    return get_family(supernet.config.family).extract(supernet, subnet)
 
 
 def get_preset(family: str, preset: str) -> Any:

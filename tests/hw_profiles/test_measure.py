@@ -14,28 +14,22 @@ import pytest
 from onnx import numpy_helper
 
 from hw_profiles import load_profile
-from hw_profiles.measure import (
+from hw_profiles.benches import (
     COMPUTE_CLASSES,
     SINGLE_KERNEL_CLASSES,
-    MeasurementError,
-    ProfileSettings,
-    Runner,
     attention_bench,
-    check_out_path,
-    check_provider,
     conv_bench,
     data_bench,
     elementwise_bench,
-    fit_micro,
     gemm_bench,
     if_bench,
-    measure_profile,
     micro_benchmarks,
-    profile_name,
     randomize_weights,
-    reference_order,
-    write_profile,
 )
+from hw_profiles.measure import check_out_path, fit_micro, measure_profile, profile_name, reference_order
+from hw_profiles.measured import MeasurementError, ProfileSettings, check_provider
+from hw_profiles.profile_doc import write_profile
+from hw_profiles.timing import Runner
 
 ROOT = Path(__file__).resolve().parents[2]
 

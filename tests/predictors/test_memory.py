@@ -326,7 +326,7 @@ def test_vit_layer_table_equals_exported_onnx() -> None:
     """The ViT family's layer table (parameter add for the positions, head split, q·kᵀ, softmax, ·v) gives
     the exported tiny ViT's arena and input bytes exactly."""
     from predictors.onnx_io import onnx_bytes
-    from supernet.extract import extract
+    from supernet.registry import extract
     from supernet.vit import PRESETS as VIT_PRESETS
     from supernet.vit import ViTSupernet
 

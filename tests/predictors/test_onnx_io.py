@@ -14,7 +14,7 @@ from predictors.kernel_graphs import chain_graph, input_shape
 from predictors.units import units
 from supernet.cnn import PRESETS, CNNSupernet
 from supernet.errors import ConfigError
-from supernet.extract import extract
+from supernet.registry import extract
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import torch
 from supernet.bn import recalibrate
 from supernet.cnn import PRESETS, CNNSupernet, cnn_layers, count_macs
 from supernet.dynamic import segment_sort
-from supernet.extract import extract
+from supernet.registry import extract
 from supernet.static import StaticCNN
 
 

@@ -16,7 +16,7 @@ from supernet.checkpoint import load_supernet
 from supernet.cnn import PRESETS, CNNConfig, CNNSupernet, count_macs, exit_layers, exit_macs
 from supernet.early_exit import AllExits, EarlyExitCNN, exit_score
 from supernet.errors import ArchStringError, CheckpointMismatchError, ConfigError, UnknownNameError
-from supernet.extract import extract
+from supernet.registry import extract
 from supernet.train import TrainConfig, Trainer
 from tests.nets import randomise_bn
 

@@ -21,7 +21,7 @@ from predictors.onnx_io import export_onnx
 from supernet.cnn import PRESETS as CNN_PRESETS
 from supernet.cnn import CNNSupernet
 from supernet.early_exit import CascadeCNN, EarlyExitCNN, exit_score
-from supernet.extract import extract
+from supernet.registry import extract
 from supernet.runtime import DynamicSession, RuntimeInputError, read_manifest
 from supernet.stages import build_stages, run_stages
 from supernet.vit import PRESETS as VIT_PRESETS

@@ -13,8 +13,7 @@ from hypothesis import strategies as st
 
 from supernet.checkpoint import load_supernet, save_supernet
 from supernet.errors import ArchStringError, ConfigError
-from supernet.extract import extract
-from supernet.registry import get_family, get_preset
+from supernet.registry import extract, get_family, get_preset
 from supernet.static_vit import StaticViT
 from supernet.vit import PRESETS, ViTConfig, ViTSupernet, count_macs, exit_layers, exit_macs, vit_layers
 

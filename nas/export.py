@@ -71,6 +71,7 @@ from supernet.cost import count_macs
 from supernet.data import to_tensor
 from supernet.errors import CheckpointMismatchError
 from supernet.evaluate import subnet_model
+from supernet.files import atomic_write
 from supernet.pretrained import load_default_data
 from supernet.runtime import DynamicSession
 from supernet.space import SearchSpace, SubnetConfig
@@ -187,10 +188,13 @@ def calibrate_exit_policy(model: nn.Module, config: Any, subnet: SubnetConfig, x
 
 
 def _export_early_exit(model: nn.Module, subnet: SubnetConfig, policy: dict[str, Any], record: dict[str, Any],
-                       folder: Path, scout: nn.Module | None = None) -> Any:
-    """``model.onnx`` (nested ``If``, batch 1) and ``model.all_exits.onnx`` (every exit's logits, any batch);
-    with a cascade ``scout`` the scout runs first (outputs ``logits_scout`` first)."""
-    from predictors.onnx_io import export_branching_onnx, export_multi_output_onnx
+                       folder: Path, scout: nn.Module | None = None) -> tuple[Any, dict[str, Any]]:
+    """Every file of a dynamic subnet: the segment chain (:func:`export_segments`, the default artifact), then
+    ``model.onnx`` (its stages joined by nested ``If`` nodes, batch 1: :func:`predictors.onnx_chain.compose_if_model`)
+    and ``model.all_exits.onnx`` (every exit's logits, any batch; with a cascade ``scout`` its logits come first).
+    Returns the PyTorch policy module the exports are verified against, and the chain's manifest."""
+    from predictors.onnx_chain import compose_if_model
+    from predictors.onnx_io import export_multi_output_onnx
     from supernet.early_exit import AllExits, CascadeAllExits, CascadeCNN, EarlyExitCNN
 
     thresholds = [math.inf if t is None else float(t) for t in policy["thresholds"]]
@@ -203,9 +207,11 @@ def _export_early_exit(model: nn.Module, subnet: SubnetConfig, policy: dict[str,
         ee = CascadeCNN(scout, ee, math.inf if t is None else float(t), temperature=policy["scout_temperature"])
         names, every = ["logits_scout", *names], CascadeAllExits(ee)
     example = torch.zeros(record["input"]["shape"])
-    export_branching_onnx(ee, example, folder / MODEL_FILE)
+    chain = export_segments(model, subnet, policy, record, folder, scout=scout)
+    data = compose_if_model(folder, record["input"]["shape"], num_classes=len(record["classes"]))
+    atomic_write(folder / MODEL_FILE, lambda p: p.write_bytes(data))
     export_multi_output_onnx(every, example, folder / ALL_EXITS_FILE, names)
-    return ee
+    return ee, chain
 
 
 def export_segments(model: nn.Module, subnet: SubnetConfig, policy: dict[str, Any], record: dict[str, Any],
@@ -333,8 +339,7 @@ def export_subnets(run_dir: Path, top_k: int = 5, *, supernet_path: Path | None 
                                                scout=None if scout is None else
                                                (scout, record["cascade"]["scout_macs"]))
                 policy["calibrated_on"] = val_note
-                ee = _export_early_exit(model, main, policy, record, tmp, scout=scout)
-                chain = export_segments(model, main, policy, record, tmp, scout=scout)
+                ee, chain = _export_early_exit(model, main, policy, record, tmp, scout=scout)
                 record["exit_policy"] = policy
                 meaning = (f"index of the exit taken; {len(sub.exits)} = final classifier" if scout is None else
                            f"0 = the scout, 1 + i = exit i, {1 + len(sub.exits)} = final classifier")

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from predictors.onnx_io import module_onnx_bytes
@@ -117,3 +118,96 @@ def timing_chain(net: torch.nn.Module, mask: Sequence[int], input_shape: Sequenc
     export_chain(stages, torch.zeros(tuple(input_shape)), folder, normalisation={},
                  names=exit_names(len(mask), False), classes=[])
     return len(stages)
+
+
+def compose_if_model(folder: Path, input_shape: Sequence[int], *, num_classes: int) -> bytes:
+    """The single-file model of a segment chain: its stage graphs joined by nested ONNX ``If`` nodes (batch 1).
+
+    Stage ``i``'s nodes run, then ``If(score_i >= threshold_i)``: the then-branch returns stage ``i``'s logits and
+    exit index, the else-branch holds the next stage's nodes and its own ``If``; the last stage returns its logits.
+    Built from the verified stage files by graph surgery, in milliseconds (no tracing); outputs ``logits``
+    ``(1, classes)`` and ``exit_index`` ``(1,)`` int64, as the manifest's ``exit.index`` counts.
+    """
+    import json
+
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from predictors.onnx_io import INPUT_NAME, OUTPUT_NAME, clean_onnx
+
+    manifest = json.loads((Path(folder) / MANIFEST).read_text())
+    stages = manifest["stages"]
+    initializers: list[onnx.TensorProto] = []
+    opset = max(op.version for st in stages for op in onnx.load(str(Path(folder) / st["file"])).opset_import
+                if op.domain in ("", "ai.onnx"))
+    global_names = {IMAGE: INPUT_NAME}  # a chain-level tensor name -> its name in the composed model
+
+    def inline(i: int, st: dict[str, Any]) -> list[onnx.NodeProto]:
+        """Stage ``i``'s nodes, every tensor renamed ``s<i>/...`` (its inputs: the earlier stages' outputs)."""
+        g = onnx.load(str(Path(folder) / st["file"])).graph
+        rename = {name: global_names[name] for name in st["inputs"]}
+
+        def r(name: str) -> str:
+            if not name:
+                return name
+            if name not in rename:
+                rename[name] = f"s{i}/{name}"
+            return rename[name]
+
+        for t in g.initializer:
+            t.name = r(t.name)
+            initializers.append(t)
+        nodes = []
+        for n in g.node:
+            n.input[:] = [r(x) for x in n.input]
+            n.output[:] = [r(x) for x in n.output]
+            n.name = f"s{i}/{n.name}"
+            for a in n.attribute:  # a stage's own subgraphs (none today) would need the same renaming
+                if a.g.node or a.graphs:
+                    raise ValueError(f"stage {st['name']!r} has nested subgraphs; compose_if_model cannot inline it")
+            nodes.append(n)
+        for name in st["outputs"]:
+            global_names[name] = r(name)
+        return nodes
+
+    def leave(i: int, logits: str, index: int) -> onnx.GraphProto:
+        idx = numpy_helper.from_array(np.array([index], dtype=np.int64), f"s{i}/exit_index_value")
+        return helper.make_graph(
+            [helper.make_node("Identity", [logits], [f"s{i}/leave_logits"]),
+             helper.make_node("Constant", [], [f"s{i}/leave_index"], value=idx)],
+            f"leave_{i}", [], [helper.make_tensor_value_info(f"s{i}/leave_logits", TensorProto.FLOAT, [1, num_classes]),
+                               helper.make_tensor_value_info(f"s{i}/leave_index", TensorProto.INT64, [1])])
+
+    def chain_from(i: int, out_logits: str, out_index: str) -> list[onnx.NodeProto]:
+        """Stage ``i`` onwards, writing ``out_logits`` / ``out_index``."""
+        st = stages[i]
+        nodes = inline(i, st)
+        rule = st["exit"]
+        logits = global_names[rule["logits"]]
+        if i == len(stages) - 1:
+            idx = numpy_helper.from_array(np.array([int(rule["index"])], dtype=np.int64), f"s{i}/exit_index_value")
+            return [*nodes, helper.make_node("Identity", [logits], [out_logits]),
+                    helper.make_node("Constant", [], [out_index], value=idx)]
+        thr = numpy_helper.from_array(np.array(float(rule["threshold"]), dtype=np.float32), f"s{i}/threshold")
+        initializers.append(thr)
+        cond = f"s{i}/passes"
+        nodes.append(helper.make_node("GreaterOrEqual", [global_names[rule["score"]], thr.name], [cond]))
+        rest_logits, rest_index = f"s{i}/rest_logits", f"s{i}/rest_index"
+        rest = helper.make_graph(
+            chain_from(i + 1, rest_logits, rest_index), f"rest_{i}", [],
+            [helper.make_tensor_value_info(rest_logits, TensorProto.FLOAT, [1, num_classes]),
+             helper.make_tensor_value_info(rest_index, TensorProto.INT64, [1])])
+        nodes.append(helper.make_node("If", [cond], [out_logits, out_index], name=f"s{i}/exit",
+                                      then_branch=leave(i, logits, int(rule["index"])), else_branch=rest))
+        return nodes
+
+    nodes = chain_from(0, OUTPUT_NAME, "exit_index")
+    graph = helper.make_graph(
+        nodes, "dynnas_chain_if", [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [1, *input_shape[1:]])],
+        [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, [1, num_classes]),
+         helper.make_tensor_value_info("exit_index", TensorProto.INT64, [1])], initializer=initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="dynnas")
+    model.ir_version = 8
+    data = clean_onnx(model.SerializeToString())
+    onnx.checker.check_model(onnx.load_from_string(data), full_check=True)
+    return data

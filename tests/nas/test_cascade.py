@@ -105,7 +105,8 @@ def test_cascade_export_is_one_if_graph_verified_per_sample(cascaded, digits, tm
     assert policy["stages"] == ["scout", "exit0", "exit1", "final"] and len(policy["val_exit_rates"]) == 4
     assert policy["val_static_accuracy"] - policy["val_accuracy"] <= 0.05 + 1e-9
     assert policy["val_exit_rates"][0] > 0  # on digits the narrow scout answers a share of the inputs itself
-    ee = _export_early_exit(main, space.without_cascade(sub), policy, record, tmp_path, scout=scout)
+    ee, chain = _export_early_exit(main, space.without_cascade(sub), policy, record, tmp_path, scout=scout)
+    assert [st["name"] for st in chain["stages"]][0] == "scout"
     graph = onnx.load(str(tmp_path / "model.onnx")).graph
     assert "If" in {n.op_type for n in graph.node}
     v = verify_early_exit(ee, tmp_path / "model.onnx", tmp_path / "model.all_exits.onnx", digits.x_test,

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from pymoo.indicators.hv import HV
 
+from reports import fronts
 from reports.fronts import non_dominated  # noqa: F401 - one implementation (pymoo), shared with the report
+from reports.run_folder import HVReference
 
 MARGIN = 0.1  # reference point = nadir + 10 % of the box, in normalised units (1.1, 1.1)
 
@@ -65,13 +66,13 @@ class HVBox:
         return (*spans, max(hi - lo, tiny * max(1.0, abs(hi))))
 
     def normalise(self, F: np.ndarray) -> np.ndarray:  # noqa: N803 - pymoo's name
-        """``(-acc, lat[, third])`` → ``((acc_ideal - acc) / acc_span, (lat - lat_ideal) / lat_span[, …])``."""
-        F = np.asarray(F, dtype=np.float64).reshape(-1, self.n_obj)
-        sp = self._spans()
-        cols = [(self.acc_ideal + F[:, 0]) / sp[0], (F[:, 1] - self.lat_ideal) / sp[1]]
-        if self.third_name is not None:
-            cols.append((F[:, 2] - float(self.third_ideal or 0.0)) / sp[2])
-        return np.column_stack(cols)
+        """``(-acc, lat[, third])`` → ``((acc_ideal - acc) / acc_span, (lat - lat_ideal) / lat_span[, …])``
+        (:func:`reports.fronts.normalise` on this box's record: one implementation for search and report)."""
+        return fronts.normalise(F, self.record())
+
+    def record(self) -> HVReference:
+        """This box as the run folder's ``hv_reference`` record."""
+        return HVReference.model_validate(self.to_dict())
 
     @property
     def reference(self) -> tuple[float, float]:
@@ -111,12 +112,9 @@ class HVBox:
 
 
 def hypervolume(F: np.ndarray, box: HVBox) -> float:  # noqa: N803
-    """HV of ``F`` (minimised, raw units) in the normalised box (see module docstring); 0.0 if empty."""
-    Z = box.normalise(F)
-    Z = Z[np.all(Z < 1 + MARGIN, axis=1)]  # points beyond the reference dominate nothing
-    if len(Z) == 0:
-        return 0.0
-    return float(HV(ref_point=np.full(Z.shape[1], 1 + MARGIN))(Z))
+    """HV of ``F`` (minimised, raw units) in the normalised box (see module docstring); 0.0 if empty
+    (:func:`reports.fronts.hypervolume`, the report's own)."""
+    return fronts.hypervolume(F, box.record())
 
 
 def spread_order(latency_ms: np.ndarray) -> np.ndarray:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from nas.progress import SearchBars
 from nas.targets import Target
+from predictors.exit_policy import DEFAULT_MAX_DROP
 
 if TYPE_CHECKING:
     from nas.problem import Objective, ProblemSetup
@@ -115,7 +116,7 @@ def device_setup(t: Target, latency_budget: float | None, opts: SearchOptions, b
     setup = setup_problem(opts.file, opts.model, opts.meta, t.profile, bn=opts.bn, seed=opts.seed,
                           latency_budget_ms=latency_budget, accuracy_samples=opts.accuracy_samples,
                           dataset=opts.dataset, progress=bars.phase,
-                          max_accuracy_drop=drop if drop is not None else 0.005,
+                          max_accuracy_drop=drop if drop is not None else DEFAULT_MAX_DROP,
                           max_worst_latency_ms=opts.max_worst_latency, exits=opts.use_exits,
                           cascade=opts.cascade == "auto", power_mode=t.power_mode, batch=opts.batch, shared=shared,
                           **({"objectives": tuple(opts.objectives)} if opts.objectives else {}),

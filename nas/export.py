@@ -41,6 +41,7 @@ from torch import nn
 
 from nas.verify import check_self_contained, verify_chain, verify_early_exit, verify_onnx
 from predictors import latency_predictor
+from predictors.exit_policy import DEFAULT_MAX_DROP
 from predictors.host_latency import measure_expected_relative, measure_relative, subnet_onnx
 from predictors.onnx_chain import static_manifest
 from predictors.onnx_io import INPUT_NAME, OPSET, OUTPUT_NAME, export_onnx, measure_latency
@@ -296,7 +297,7 @@ def export_subnets(run_dir: Path, top_k: int = 5, *, supernet_path: Path | None 
     subs = [dataclasses.replace(s, exits=(0,) * len(space.exit_positions)) if len(s.exits) != len(space.exit_positions)
             else s for s in subs]
     target = picks["latency_ms"].to_numpy(dtype=np.float64)
-    max_drop = run.settings.max_accuracy_drop or 0.005
+    max_drop = run.settings.max_accuracy_drop or DEFAULT_MAX_DROP
     calibration = (run.predictors.exits or {}).get("calibration") or {}
     criterion = str(calibration.get("criterion") or "confidence")
     val_note = "validation split" if not note.endswith("shipped sample") else "the shipped sample's validation images"

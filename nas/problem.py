@@ -30,6 +30,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from nas.pareto import HVBox
+from predictors.exit_policy import DEFAULT_MAX_DROP
 from supernet.errors import ConfigError, DynnasError
 from supernet.space import SearchSpace, SubnetConfig
 
@@ -403,7 +404,7 @@ class SharedAccuracy:
 def setup_problem(supernet_file: Path, model: Any, meta: dict[str, Any], profile: Any, *, bn: str, seed: int,
                   latency_budget_ms: float | None = None, accuracy_samples: int = 400, dataset: str | None = None,
                   progress: Callable[[str], Callable[[str, int, int], None]] | None = None,
-                  max_accuracy_drop: float = 0.005, max_worst_latency_ms: float | None = None,
+                  max_accuracy_drop: float = DEFAULT_MAX_DROP, max_worst_latency_ms: float | None = None,
                   exits: bool = True, cascade: bool = True, power_mode: str | None = None,
                   batch: int = 1, shared: SharedAccuracy | None = None,
                   objectives: tuple[Objective, ...] = OBJECTIVES, max_memory_bytes: float | None = None,

@@ -34,6 +34,7 @@ import numpy as np
 
 from predictors.accuracy import AccuracyData, AccuracyPredictor, data_cascade, drop_key, exit_masks
 from predictors.errors import CalibrationError
+from predictors.exit_policy import DEFAULT_MAX_DROP
 from predictors.metrics import kendall_tau
 from supernet.errors import ConfigError
 from supernet.space import SearchSpace, SubnetConfig
@@ -79,7 +80,7 @@ def _with_final(rates: np.ndarray) -> np.ndarray:
 class DynamicAccuracyPredictor:
     """Dynamic accuracy and exit rates of subnets with early exits (see the module docstring)."""
 
-    def __init__(self, static: AccuracyPredictor, data: AccuracyData, *, max_drop: float = 0.005,
+    def __init__(self, static: AccuracyPredictor, data: AccuracyData, *, max_drop: float = DEFAULT_MAX_DROP,
                  seed: int = 0, cascade: bool = True) -> None:
         """``cascade=False`` ignores the data's width-cascade policies (a space without the gene)."""
         self.static = static

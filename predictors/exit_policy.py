@@ -39,6 +39,8 @@ from supernet.errors import ConfigError, unknown
 Criterion = Callable[[np.ndarray], np.ndarray]
 CRITERIA: dict[str, Criterion] = {}
 
+# The accuracy an exit policy may give up against the static subnet by default: 0.5 pp (search, export, predictors).
+DEFAULT_MAX_DROP = 0.005
 _ACC_TOL = 1e-12  # slack on the accuracy-drop constraint, so a drop of exactly max_drop passes
 _MAX_SWEEPS = 10  # coordinate-descent sweeps; each sweep never worsens the objective
 

@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 SEED    ?= 0
 
-.PHONY: setup test demo lint train-default train-vit-default train-vit-256 train-vit-256-corner clean
+.PHONY: setup test demo lint docs results train-default train-vit-default train-vit-256 train-vit-256-corner clean
 
 setup: $(STAMP)
 
@@ -29,7 +29,17 @@ lint: setup
 demo: setup
 	$(BIN)/dynnas search --device jetson-orin,raspberry-pi-5 --seed $(SEED) --top 2 --overwrite --out runs/demo
 
-# Reproduces the shipped default supernet (see README: "The shipped default"): progressive shrinking,
+# The docs site (mkdocs, offline): regenerate the CLI reference from the typer app, then build strictly into
+# site/ (a broken link fails).
+docs: setup
+	$(BIN)/python docs/gen_cli.py
+	$(BIN)/mkdocs build --strict
+
+# The README's results summary, regenerated from benchmarks/results/*.json.
+results: setup
+	$(BIN)/python benchmarks/results_summary.py
+
+# Reproduces the shipped default supernet (see docs/concepts/shipped-supernets.md): progressive shrinking,
 # then the exit heads with joint fine-tuning, then the predictor data (with two width-cascade scouts) and the
 # evaluation sample.
 CIFAR ?= ../shared/datasets/cifar10
@@ -42,7 +52,7 @@ train-default: setup
 	$(BIN)/dynnas calibrate --supernet runs/cifar-exits-joint/supernet.safetensors --dataset cifar10:$(CIFAR) \
 	  --samples 220 --ceiling 50 --recal-seeds 2 --sample-val 300 --cascade 2 --seed 0
 
-# Reproduces the shipped ViT (see README: "The shipped ViT"): width/head stages, the token-schedule stage and the
+# Reproduces the shipped ViT (see docs/concepts/shipped-supernets.md): width/head stages, the token-schedule stage and the
 # exit stage in one run (28 epochs, 62 min on 2 otherwise idle cores), then its predictor data and evaluation
 # sample (7 min). The same train command with --stop-at 22 --out runs/cifar-vit-ps writes the post-hoc supernet
 # of benchmarks/token_reduction.py (the state after the width/head stages, before the token stage).
@@ -55,7 +65,7 @@ train-vit-default: setup
 	  --samples 100 --ceiling 25 --recal-seeds 1 --sample-val 300 --seed 0
 
 # The shipped ViT at 256 tokens (patch 1), fine-tuned from the shipped weights with a token stage, for
-# benchmarks/token_reduction.py; not shipped (README, The shipped ViT).
+# benchmarks/token_reduction.py; not shipped (docs/concepts/shipped-supernets.md).
 train-vit-256: setup
 	$(BIN)/dynnas train --family vit --preset cifar-vit-256 --dataset cifar10:$(CIFAR) \
 	  --init-from supernet/pretrained/cifar10-vit.safetensors --token-epochs 5 --optimizer adamw --lr 1e-3 \

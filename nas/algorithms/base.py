@@ -42,6 +42,7 @@ class SearchAlgorithm(ABC):
     """Ask/tell search over the problem's space."""
 
     name: ClassVar[str]
+    max_objectives: ClassVar[int] = 3  # how many objectives it optimises (NSGA-II's crowding: two)
 
     @abstractmethod
     def ask(self, limit: int) -> list[SubnetConfig]:

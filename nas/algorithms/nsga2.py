@@ -24,6 +24,7 @@ from pymoo.operators.sampling.rnd import IntegerRandomSampling
 from pymoo.problems.static import StaticProblem
 
 from nas.algorithms.base import AlgorithmContext, SearchAlgorithm
+from nas.algorithms.registry import register_algorithm
 from supernet.space import SubnetConfig
 
 
@@ -41,10 +42,12 @@ class _EncodedProblem(Problem):
                          xu=card - 1, vtype=int)
 
 
+@register_algorithm
 class NSGA2Search(SearchAlgorithm):
     """NSGA-II (rank and crowding survival, binary tournament), seeded through pymoo."""
 
     name = "nsga2"
+    max_objectives = 2
 
     def __init__(self, ctx: AlgorithmContext, pop_size: int | None = None) -> None:
         self.space = ctx.problem.space
@@ -98,11 +101,13 @@ def reference_partitions(n_obj: int, pop_size: int) -> int:
     return p
 
 
+@register_algorithm
 class NSGA3Search(NSGA2Search):
     """NSGA-III (reference-direction survival; pymoo), for three objectives: the same integer operators as
     ``nsga2``, Das-Dennis reference directions from ``pymoo.util.ref_dirs`` as many as fit the population."""
 
     name = "nsga3"
+    max_objectives = 3
 
     def _make(self, **kwargs: Any) -> Any:
         from pymoo.algorithms.moo.nsga3 import NSGA3

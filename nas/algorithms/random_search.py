@@ -8,9 +8,11 @@ from typing import Any
 import numpy as np
 
 from nas.algorithms.base import AlgorithmContext, SearchAlgorithm
+from nas.algorithms.registry import register_algorithm
 from supernet.space import SubnetConfig
 
 
+@register_algorithm
 class RandomSearch(SearchAlgorithm):
     """Independent uniform draws from the space (duplicates possible and counted)."""
 

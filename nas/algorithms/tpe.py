@@ -28,6 +28,7 @@ import optuna
 from optuna.trial import Trial, TrialState
 
 from nas.algorithms.base import AlgorithmContext, SearchAlgorithm
+from nas.algorithms.registry import register_algorithm
 from supernet.space import SubnetConfig
 
 STUDY_FILE = "study.db"
@@ -49,6 +50,7 @@ def _connector(path: Path) -> Callable[[], sqlite3.Connection]:
     return connect
 
 
+@register_algorithm
 class OptunaSearch(SearchAlgorithm):
     """``TPESampler(seed=…)`` on ``directions=["maximize", "minimize"]`` via ``study.ask``/``study.tell``."""
 

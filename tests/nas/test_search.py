@@ -168,3 +168,25 @@ def test_hypervolume_hand_values():
     acc, lat = box.reference
     assert (acc, lat) == pytest.approx((0.9 - 1.1 * 0.4, 1.0 + 1.1 * 2.0))
     assert HVBox.from_dict(box.to_dict()) == box
+
+
+def test_an_algorithm_registers_itself_with_its_capability() -> None:
+    from nas.algorithms.random_search import RandomSearch as Random  # registered by its own module
+    from nas.algorithms.registry import register_algorithm
+
+    assert ALGORITHMS["random"] is Random and ALGORITHMS["nsga2"].max_objectives == 2
+
+    @register_algorithm
+    class Shuffled(Random):  # a new algorithm: one class, one decorator
+        name = "shuffled-test"
+        max_objectives = 2
+
+    try:
+        assert get_algorithm("shuffled-test") is Shuffled
+        assert resolve_algorithms("shuffled-test,random") == ["shuffled-test", "random"]
+        with pytest.raises(ConfigError, match="handles two objectives"):
+            resolve_algorithms("shuffled-test", 3)
+        with pytest.raises(ValueError, match="registered twice"):
+            register_algorithm(type("Other", (Random,), {"name": "shuffled-test"}))
+    finally:
+        ALGORITHMS.pop("shuffled-test")

@@ -9,8 +9,6 @@ the training seed, so every run of a dataset sees the same validation images.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from supernet.errors import DatasetError, unknown
-from supernet.files import cache_root
+from supernet.files import atomic_write, cache_root
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -148,11 +146,11 @@ def _cached(files: list[Path], resolution: int | None, decode: Callable[[], np.n
             path.unlink(missing_ok=True)
     x = decode()
     try:
-        cache.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cache, suffix=".tmp")
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, x, allow_pickle=False)
-        os.replace(tmp, path)
+        def save(tmp: Path) -> None:  # through a file object: np.save would append ".npy" to the temp name
+            with tmp.open("wb") as fh:
+                np.save(fh, x, allow_pickle=False)
+
+        atomic_write(path, save)
     except OSError:
         pass  # a read-only cache only costs speed
     return x

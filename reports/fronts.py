@@ -17,6 +17,7 @@ from pymoo.indicators.hv import HV
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 from reports.run_folder import HVReference
+from supernet.space import arch_is_dynamic
 
 
 def non_dominated(F: np.ndarray) -> np.ndarray:  # noqa: N803 - the usual name
@@ -52,10 +53,10 @@ def front_rows(evaluations: pd.DataFrame) -> pd.DataFrame:
 
 
 def exit_free_rows(evaluations: pd.DataFrame) -> pd.DataFrame:
-    """The evaluations whose subnet has every exit off and no cascade scout (arch strings without a ``1`` after
-    ``_x`` and without ``_c1``…``_c9``): the static subset of the space."""
-    arch = evaluations["arch"].astype(str)
-    return evaluations[~arch.str.contains(r"_x\d*1") & ~arch.str.contains(r"_c[1-9]")]
+    """The evaluations whose subnet has every exit off and no cascade scout (:func:`supernet.space.arch_is_dynamic`
+    false): the static subset of the space."""
+    dynamic = evaluations["arch"].astype(str).map(arch_is_dynamic).astype(bool)
+    return evaluations[~dynamic]
 
 
 def exit_free_front(evaluations: pd.DataFrame) -> pd.DataFrame:

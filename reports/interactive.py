@@ -17,6 +17,7 @@ import pandas as pd
 from reports.plots import COLORS
 from reports.tokens import TokenSchedule
 from reports.view import RunView
+from supernet.space import arch_is_dynamic
 
 W, H = 560, 380  # SVG user units
 LEFT, RIGHT, TOP, BOTTOM = 62, 14, 16, 46
@@ -102,7 +103,7 @@ def candidate_tip(row: pd.Series, device: str, *, role: str, tokens: TokenSchedu
     static, worst = row.get("static_accuracy"), row.get("worst_latency_ms")
     rates = _rates(row.get("exit_rates", ""))
     arch = str(row["arch"])
-    dynamic = ("_x" in arch and "1" in arch.split("_x", 1)[1].split("_")[0]) or "_c1" in arch or "_c2" in arch
+    dynamic = arch_is_dynamic(arch)
     if dynamic and static is not None and np.isfinite(float(static)):
         lines.append(f"static accuracy {100 * float(static):.2f} %, worst case {float(worst):.5g} ms")
     if dynamic and rates:

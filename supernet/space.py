@@ -48,6 +48,24 @@ TOME_MIN_KEEP = 0.5  # ToMe merges at most half the tokens of a block (bipartite
 
 
 @dataclass(frozen=True, slots=True)
+class GeneGroup:
+    """One group of the genome: a :class:`SubnetConfig` field, its gene-name prefix, how many integers it holds
+    (0: absent from this space) and how many choices each integer has; ``scalar`` fields hold one int."""
+
+    field: str
+    prefix: str
+    count: int
+    choices: int
+    scalar: bool = False
+
+    def names(self) -> tuple[str, ...]:
+        """The gene names: ``w0``, ``w1``… for a vector field, the prefix itself for a scalar one."""
+        if self.scalar:
+            return (self.prefix,) * self.count
+        return tuple(f"{self.prefix}{i}" for i in range(self.count))
+
+
+@dataclass(frozen=True, slots=True)
 class SubnetConfig:
     """One subnet: a width index per block, an exit mask, a token schedule (indices) and a cascade scout
     (0: none; k: the uniform subnet at width choice k - 1 runs first); with elastic heads a head index
@@ -153,27 +171,38 @@ class SearchSpace:
             raise ConfigError(f"`n_cascade` must be in [0, {len(w) - 1}] (scouts narrower than the widest "
                               f"subnet), but got {self.n_cascade}.")
 
-    # ---- sizes -------------------------------------------------------------------------
+    # ---- the genome ----------------------------------------------------------------------
+    @property
+    def genes(self) -> tuple[GeneGroup, ...]:
+        """The genome, declared once: each group's field of :class:`SubnetConfig`, how many integers it holds
+        in the encoding and how many choices each has, in encoding order. Cardinalities, gene names (optuna's
+        parameter names too), :meth:`encode` and :meth:`decode` all derive from it."""
+        return (
+            GeneGroup("widths", "w", self.n_blocks, len(self.width_choices)),
+            GeneGroup("heads", "h", self.n_blocks if self.head_choices else 0, len(self.head_choices)),
+            GeneGroup("exits", "x", len(self.exit_positions), 2),
+            GeneGroup("tokens", "t", self.n_token_positions, len(self.token_choices)),
+            GeneGroup("method", "method", 1 if self.token_methods else 0, len(self.token_methods), scalar=True),
+            GeneGroup("cascade", "cascade", 1 if self.n_cascade else 0, self.n_cascade + 1, scalar=True),
+        )
+
     @property
     def cardinalities(self) -> tuple[int, ...]:
         """Number of choices of each integer in the encoding (widths, heads, exits, tokens, method, cascade)."""
-        return (
-            (len(self.width_choices),) * self.n_blocks
-            + (len(self.head_choices),) * (self.n_blocks if self.head_choices else 0)
-            + (2,) * len(self.exit_positions)
-            + (len(self.token_choices),) * self.n_token_positions
-            + ((len(self.token_methods),) if self.token_methods else ())
-            + ((self.n_cascade + 1,) if self.n_cascade else ())
-        )
+        return tuple(g.choices for g in self.genes for _ in range(g.count))
 
     @property
     def gene_names(self) -> tuple[str, ...]:
         """One name per integer of the encoding: ``w<i>``, ``h<i>``, ``x<i>``, ``t<i>``, ``method``, ``cascade``."""
-        n_heads = self.n_blocks if self.head_choices else 0
-        return (tuple(f"w{i}" for i in range(self.n_blocks)) + tuple(f"h{i}" for i in range(n_heads))
-                + tuple(f"x{i}" for i in range(len(self.exit_positions)))
-                + tuple(f"t{i}" for i in range(self.n_token_positions))
-                + (("method",) if self.token_methods else ()) + (("cascade",) if self.n_cascade else ()))
+        return tuple(name for g in self.genes for name in g.names())
+
+    def _genome_of(self, cfg: SubnetConfig) -> tuple[int, ...]:
+        """``cfg``'s integers in encoding order (not validated)."""
+        out: tuple[int, ...] = ()
+        for g in self.genes:
+            value = getattr(cfg, g.field)
+            out += ((value,) if g.count else ()) if g.scalar else tuple(value)
+        return out
 
     @property
     def size(self) -> int:
@@ -290,8 +319,7 @@ class SearchSpace:
     def encode(self, cfg: SubnetConfig) -> np.ndarray:
         """Config → integer vector (widths, heads, exit bits, token indices, method, scout)."""
         self.validate(cfg)
-        tail = ((cfg.method,) if self.token_methods else ()) + ((cfg.cascade,) if self.n_cascade else ())
-        return np.asarray(cfg.widths + cfg.heads + cfg.exits + cfg.tokens + tail, dtype=np.int64)
+        return np.asarray(self._genome_of(cfg), dtype=np.int64)
 
     def encode_many(self, cfgs: Sequence[SubnetConfig]) -> np.ndarray:
         """``(n, len(cardinalities))`` encodings of many configs, validated at once (as :meth:`encode`, row by
@@ -300,8 +328,7 @@ class SearchSpace:
         if not len(cfgs):
             return np.zeros((0, k), dtype=np.int64)
         method, cascade = bool(self.token_methods), bool(self.n_cascade)
-        rows = [c.widths + c.heads + c.exits + c.tokens + ((c.method,) if method else ()) +
-                ((c.cascade,) if cascade else ()) for c in cfgs]
+        rows = [self._genome_of(c) for c in cfgs]
         lengths = {len(r) for r in rows}
         if lengths == {k}:
             enc = np.asarray(rows, dtype=np.int64)
@@ -328,8 +355,7 @@ class SearchSpace:
         v = [int(round(float(x))) for x in np.asarray(vector).ravel()]
         if len(v) != len(self.cardinalities):
             raise ConfigError(f"encoding must have {len(self.cardinalities)} integers, but got {len(v)}.")
-        cuts = np.cumsum([0, self.n_blocks, self.n_blocks if self.head_choices else 0, len(self.exit_positions),
-                          self.n_token_positions, 1 if self.token_methods else 0, 1 if self.n_cascade else 0])
+        cuts = np.cumsum([0, *(g.count for g in self.genes)])
         widths, heads, exits, tokens, method, cascade = (v[a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True))
         tokens = np.minimum.accumulate(tokens).tolist() if tokens else []
         return self.make(widths, exits, tokens, cascade[0] if cascade else 0, heads=heads,
@@ -351,12 +377,9 @@ class SearchSpace:
             s += f"_c{cfg.cascade}"
         return s
 
-    _ARCH = re.compile(r"^w(?P<w>\d+(?:-\d+)*)(?:_h(?P<h>\d+(?:-\d+)*))?(?:_x(?P<x>[01]+))?"
-                       r"(?:_t(?P<t>\d+(?:-\d+)*))?(?:_m(?P<m>\d+))?(?:_c(?P<c>\d+))?$")
-
     def parse(self, text: str) -> SubnetConfig:
         """Inverse of :meth:`format`; raises :class:`ArchStringError` with the expected form."""
-        m = self._ARCH.match(text.strip())
+        m = ARCH_PATTERN.match(text.strip())
         example = self.format(self.largest())
         if not m:
             raise ArchStringError(f"cannot parse arch string '{text}'; expected the form '{example}'.")
@@ -440,6 +463,20 @@ class SearchSpace:
     def subnet_id(self, cfg: SubnetConfig) -> str:
         """Stable, file-name-safe id of a subnet within this space."""
         return hashlib.sha1(f"{self.fingerprint}/{self.format(cfg)}".encode()).hexdigest()[:12]
+
+
+# The arch-string grammar of :meth:`SearchSpace.format` / :meth:`SearchSpace.parse`, one group per gene group.
+ARCH_PATTERN = re.compile(r"^w(?P<w>\d+(?:-\d+)*)(?:_h(?P<h>\d+(?:-\d+)*))?(?:_x(?P<x>[01]+))?"
+                          r"(?:_t(?P<t>\d+(?:-\d+)*))?(?:_m(?P<m>\d+))?(?:_c(?P<c>\d+))?$")
+
+
+def arch_is_dynamic(text: str) -> bool:
+    """Whether an arch string enables an exit or a cascade scout (read from the grammar alone, no space needed:
+    the report's static/dynamic split)."""
+    m = ARCH_PATTERN.match(str(text).strip())
+    if m is None:
+        raise ArchStringError(f"cannot parse arch string '{text}'; expected the form 'w3-3-3-3_x01_c1'.")
+    return "1" in (m["x"] or "") or int(m["c"] or 0) > 0
 
 
 def _sample_schedule(rng: np.random.Generator, n: int, k: int) -> list[int]:

@@ -77,12 +77,8 @@ class OptunaSearch(SearchAlgorithm):
         self._pending: list[Trial] = []
 
     def _param_names(self) -> list[str]:
-        s = self.space
-        heads = getattr(s, "head_choices", ())
-        methods = ["method"] if getattr(s, "token_methods", ()) and s.n_token_positions else []
-        return ([f"w{i}" for i in range(s.n_blocks)] + ([f"h{i}" for i in range(s.n_blocks)] if heads else [])
-                + [f"x{i}" for i in range(len(s.exit_positions))] + [f"t{i}" for i in range(s.n_token_positions)]
-                + methods + (["cascade"] if s.n_cascade else []))
+        """One optuna parameter per gene, named as the space's genome names them."""
+        return list(self.space.gene_names)
 
     def _delete_existing(self) -> None:
         try:

@@ -272,3 +272,20 @@ def test_cnn_sampling_stream_is_unchanged():
     rng = np.random.default_rng(0)
     assert [space.format(space.sample(rng)) for _ in range(3)] == ["w3-2-2-1_x0_c0", "w0-0-0-3_x1_c2", "w2-2-3-2_x1_c1"]
     assert space.format(space.sample(rng, (2, 3))) == "w3-3-2-3_x1_c0"
+
+
+def test_the_genome_is_declared_once() -> None:
+    """Cardinalities, gene names, encode and decode all come from SearchSpace.genes."""
+    from supernet.space import SearchSpace, arch_is_dynamic
+
+    space = SearchSpace(n_blocks=3, width_choices=(0.5, 1.0), exit_positions=(0, 1), n_cascade=1)
+    groups = {g.field: (g.prefix, g.count, g.choices) for g in space.genes}
+    assert groups["widths"] == ("w", 3, 2) and groups["heads"][1] == 0 and groups["cascade"] == ("cascade", 1, 2)
+    assert space.gene_names == ("w0", "w1", "w2", "x0", "x1", "cascade")
+    assert space.cardinalities == (2, 2, 2, 2, 2, 2)
+    cfg = space.parse("w1-0-1_x01_c1")
+    assert space.encode(cfg).tolist() == [1, 0, 1, 0, 1, 1] and space.decode(space.encode(cfg)) == cfg
+    assert space.encode_many([cfg, space.largest()]).shape == (2, 6)
+    # the report's static/dynamic split reads the same grammar
+    assert arch_is_dynamic("w1-0-1_x01_c0") and arch_is_dynamic("w1-0-1_x00_c3") and not arch_is_dynamic("w1-0-1_x00_c0")
+    assert not arch_is_dynamic("w3-3-3-3")

@@ -56,7 +56,9 @@ class SearchOptions:
     @property
     def drop(self) -> float | None:
         """The exit thresholds' accuracy drop as a fraction (None when exits are not searched)."""
-        return (0.5 if self.max_accuracy_drop is None else self.max_accuracy_drop) / 100 if self.use_exits else None
+        if not self.use_exits:
+            return None
+        return DEFAULT_MAX_DROP if self.max_accuracy_drop is None else self.max_accuracy_drop / 100
 
 
 @dataclass(frozen=True, eq=False)

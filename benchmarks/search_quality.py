@@ -230,7 +230,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from nas.driver import run_search
     from nas.pareto import hypervolume, non_dominated
     from nas.problem import parse_objectives, setup_problem
-    from nas.runfolder import jsonable, now_iso, versions
+    from nas.runfolder import now_iso, versions
+    from reports.run_folder import jsonable
     from supernet.checkpoint import sha256, write_json
     from supernet.errors import ConfigError
     from supernet.pretrained import resolve_supernet

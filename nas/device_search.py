@@ -95,7 +95,7 @@ def device_settings(t: Target, latency_budget: float | None, opts: SearchOptions
                     record_out: Path) -> SearchSettings:
     """The :class:`~reports.run_folder.SearchSettings` of ``t``'s search (stored in its run.json, checked on
     resume); ``record_out`` is where its run folder finally lives."""
-    from nas.runfolder import SearchSettings
+    from reports.run_folder import SearchSettings
     from supernet.checkpoint import sha256
 
     return SearchSettings(

@@ -51,8 +51,8 @@ class FleetDevices:
 def recorded_devices(out: Path) -> FleetDevices | None:
     """What ``--resume`` would continue at ``out``: an interrupted session's staging folder first, else the run
     in ``out``; None when there is nothing to continue."""
-    from nas.runfolder import FLEET_FILE, PARTIAL_FILE, RUN_FILE, load_run, staging_path
-    from reports.run_folder import load_fleet, load_partial
+    from nas.runfolder import staging_path
+    from reports.run_folder import FLEET_FILE, PARTIAL_FILE, RUN_FILE, load_fleet, load_partial, load_run
     from supernet.checkpoint import read_json
     from supernet.errors import OutputError
 
@@ -96,7 +96,7 @@ def check_resume_devices(out: Path, targets: list[Target]) -> None:
 def _new_stage(stage: Path, src: Path | None, targets: list[Target]) -> None:
     """Make the staging folder afresh: with ``src`` (the fleet run resumed), a copy of each device folder
     whose search finished, then the marker that makes it resumable."""
-    from nas.runfolder import RUN_FILE
+    from reports.run_folder import RUN_FILE
     from supernet.checkpoint import write_json
 
     if stage.exists():
@@ -116,7 +116,8 @@ def _new_stage(stage: Path, src: Path | None, targets: list[Target]) -> None:
 def _finished(run_dir: Path, settings: Any) -> bool:
     """Whether ``run_dir`` holds this device's finished search made with exactly ``settings`` (then it is
     reused as it is; otherwise it is resumed, which reuses its finished algorithms)."""
-    from nas.runfolder import PARTIAL_FILE, RUN_FILE, load_run, staging_path
+    from nas.runfolder import staging_path
+    from reports.run_folder import PARTIAL_FILE, RUN_FILE, load_run
 
     if not (run_dir / RUN_FILE).is_file() or (staging_path(run_dir) / PARTIAL_FILE).is_file():
         return False

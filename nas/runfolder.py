@@ -22,7 +22,7 @@ import pandas as pd
 
 from nas.driver import SearchResult, objective_matrix, pareto_rows
 from nas.pareto import HVBox, hypervolume, non_dominated, spread_order
-from reports.run_folder import (  # the contract, re-exported for the writers in nas
+from reports.run_folder import (  # the contract (import it from reports.run_folder, not from here)
     DEPLOYMENT_COLUMNS,
     DEPLOYMENT_FILE,
     EVAL_COLUMNS,
@@ -30,13 +30,11 @@ from reports.run_folder import (  # the contract, re-exported for the writers in
     FLEET_FILE,
     HISTORY_COLUMNS,
     HISTORY_FILE,
-    PARETO_COLUMNS,
     PARETO_FILE,
     PARTIAL_FILE,
     RESUME_KEYS,
     RUN_FILE,
     RUN_FORMAT,
-    RUN_FORMAT_VERSION,
     STUDY_FILE,
     AlgorithmSummary,
     NoRunError,
@@ -51,10 +49,7 @@ from reports.run_folder import (  # the contract, re-exported for the writers in
 from supernet.errors import OutputError
 from supernet.files import atomic_write, remove_empty_dirs, write_json
 
-__all__ = ["commit", "deploy_choice", "deployment_table", "write_deployment", "PARETO_COLUMNS", "PARTIAL_FILE", "RUN_FILE", "RUN_FORMAT", "RUN_FORMAT_VERSION", "NoRunError",
-           "RunRecord", "SearchSettings", "Staging", "check_out", "check_resumable", "combined_hypervolume", "default_out", "jsonable",
-           "load_run", "now_iso", "pareto_table", "read_table", "result_summary", "results_from_tables", "staging",
-           "staging_path", "versions", "write_run_json", "write_tables"]
+__all__ = ["commit", "deploy_choice", "deployment_table", "write_deployment", "Staging", "check_out", "check_resumable", "combined_hypervolume", "default_out", "now_iso", "pareto_table", "result_summary", "results_from_tables", "staging", "staging_path", "versions", "write_run_json", "write_tables"]
 
 
 def default_out(device: str, now: _dt.datetime | None = None) -> Path:

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from nas.cli import app
 from nas.driver import EVAL_COLUMNS, HISTORY_COLUMNS
 from nas.pareto import non_dominated
-from nas.runfolder import PARETO_COLUMNS, NoRunError, load_run
+from reports.run_folder import PARETO_COLUMNS, NoRunError, load_run
 from supernet.checkpoint import sha256
 from supernet.errors import CheckpointError
 from tests.cli import fails_cleanly, ok
@@ -117,7 +117,8 @@ def test_existing_run_needs_overwrite_and_overwrite_reproduces_it(sn, first_run,
 
 def test_resume_an_interrupted_search(sn, first_run, tmp_path):
     """A Ctrl-C after `random` finished: --resume reuses it, runs the rest, and ends where a clean run ends."""
-    from nas.runfolder import PARTIAL_FILE, staging_path
+    from nas.runfolder import staging_path
+    from reports.run_folder import PARTIAL_FILE
 
     out = tmp_path / "run"
     stage = staging_path(out)
@@ -145,7 +146,8 @@ def test_resume_an_interrupted_search(sn, first_run, tmp_path):
 
 
 def test_an_interrupted_search_keeps_its_staging_folder_for_resume(sn, tmp_path):
-    from nas.runfolder import PARTIAL_FILE, SearchSettings, staging, staging_path
+    from nas.runfolder import staging, staging_path
+    from reports.run_folder import PARTIAL_FILE, SearchSettings
 
     out = tmp_path / "run"
     settings = SearchSettings(device="d", profile_sha="p", supernet="s", supernet_sha256="x", algorithms=("random",),

@@ -21,9 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from nas.device_search import SearchOptions
 from nas.targets import Target
-from reports.run_folder import FLEET_PARTIAL_FILE, FLEET_PARTIAL_FORMAT
+from reports.run_folder import DEPLOYMENT_FILE, FLEET_PARTIAL_FILE, FLEET_PARTIAL_FORMAT
+from supernet.errors import OutputError
+from supernet.files import atomic_write
 
 __all__ = ["FleetDevices", "check_resume_devices", "fleet_device_runs", "recorded_devices", "search_fleet"]
 
@@ -148,14 +152,7 @@ def search_fleet(targets: list[Target], budgets: dict[str, float | None], opts: 
 
     from nas.device_search import device_settings, search_device
     from nas.progress import console
-    from nas.runfolder import (
-        check_resumable,
-        commit,
-        deployment_table,
-        now_iso,
-        staging_path,
-        write_deployment,
-    )
+    from nas.runfolder import check_resumable, commit, now_iso, staging_path
     from reports.run_folder import DEVICES_DIR, FleetDevice, FleetRecord, save_fleet
 
     out = Path(out)
@@ -268,3 +265,46 @@ def fleet_device_runs(run_dir: Path, device: str | None = None) -> list[tuple[st
             raise NoRunError(f"run '{run_dir}' lacks the folder of device {key} ('{path}'); search it again: rerun "
                              f"the search with the same options and --device {every} --out {run_dir} --resume.")
     return runs
+
+
+# ---- several devices: the deployment table ---------------------------------------------------
+def deploy_choice(front: pd.DataFrame, budget_ms: float | None) -> pd.Series:
+    """The subnet to deploy under ``budget_ms``: the most accurate of a combined front within the budget
+    (ties: the faster, then the smaller subnet id), or the most accurate at all without a budget."""
+    rows = front if budget_ms is None else front[front["latency_ms"] <= budget_ms]
+    if rows.empty:
+        raise OutputError(f"no subnet on the front meets the latency budget {budget_ms:g} ms; this cannot happen "
+                          "after a feasible search: rerun it with --overwrite.")
+    return rows.sort_values(["accuracy", "latency_ms", "subnet_id"], ascending=[False, True, True],
+                            kind="stable").iloc[0]
+
+
+def deployment_table(devices: list[tuple[str, str | None, float | None, Any, Path, str, Any]], *, model: Any,
+                     batch: int = 1) -> pd.DataFrame:
+    """deployment.csv (:data:`reports.run_folder.DEPLOYMENT_COLUMNS`): one row per (device, budget).
+
+    ``devices``: ``(device key, power mode, budget ms, problem, run folder, folder relative to the fleet,
+    profile)`` each. The subnet is :func:`deploy_choice` on the device's combined front (pareto.csv);
+    memory is :class:`predictors.memory.MemoryPredictor` at the profile's default precision.
+    """
+    from nas.problem import _full
+    from predictors.memory import MemoryPredictor, rules_for_device
+    from reports.run_folder import DEPLOYMENT_COLUMNS, PARETO_FILE, read_table
+
+    rows = []
+    for key, mode, budget, problem, run_dir, rel, profile in devices:
+        par = read_table(run_dir, PARETO_FILE)
+        front = par[par["combined"].astype(bool)].drop_duplicates("subnet_id")
+        r = deploy_choice(front, budget)
+        subnet = _full(problem.space.parse(str(r["arch"])), model.space)
+        mem = MemoryPredictor(model.config, profile.default_precision, batch=batch, rules=rules_for_device(profile))
+        rows.append({"device": key, "power_mode": mode or profile.default_power_mode, "latency_budget_ms": budget,
+                     "subnet_id": str(r["subnet_id"]), "arch": str(r["arch"]), "accuracy": float(r["accuracy"]),
+                     "latency_ms": float(r["latency_ms"]), "macs": int(r["macs"]),
+                     "memory_bytes": int(mem.predict_bytes([subnet])[0]), "run": rel})
+    return pd.DataFrame(rows, columns=list(DEPLOYMENT_COLUMNS))
+
+
+def write_deployment(run_dir: Path, table: pd.DataFrame) -> None:
+    """deployment.csv, atomically."""
+    atomic_write(Path(run_dir) / DEPLOYMENT_FILE, lambda p: table.to_csv(p, index=False, float_format="%.10g"))

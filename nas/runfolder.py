@@ -23,8 +23,6 @@ import pandas as pd
 from nas.driver import SearchResult, objective_matrix, pareto_rows
 from nas.pareto import HVBox, hypervolume, non_dominated, spread_order
 from reports.run_folder import (  # the contract (import it from reports.run_folder, not from here)
-    DEPLOYMENT_COLUMNS,
-    DEPLOYMENT_FILE,
     EVAL_COLUMNS,
     EVALUATIONS_FILE,
     FLEET_FILE,
@@ -49,7 +47,7 @@ from reports.run_folder import (  # the contract (import it from reports.run_fol
 from supernet.errors import OutputError
 from supernet.files import atomic_write, remove_empty_dirs, write_json
 
-__all__ = ["commit", "deploy_choice", "deployment_table", "write_deployment", "Staging", "check_out", "check_resumable", "combined_hypervolume", "default_out", "now_iso", "pareto_table", "result_summary", "results_from_tables", "staging", "staging_path", "versions", "write_run_json", "write_tables"]
+__all__ = ["commit", "Staging", "check_out", "check_resumable", "combined_hypervolume", "default_out", "now_iso", "pareto_table", "result_summary", "results_from_tables", "staging", "staging_path", "versions", "write_run_json", "write_tables"]
 
 
 def default_out(device: str, now: _dt.datetime | None = None) -> Path:
@@ -349,44 +347,3 @@ def _commit(src: Path, out: Path, after: list[Callable[[Path], None]]) -> None:
 def commit(src: Path, out: Path, after: list[Callable[[Path], None]]) -> None:
     """Move the finished staging folder ``src`` to ``out`` (replacing an old run), then run ``after(out)``."""
     _commit(src, out, after)
-
-
-# ---- several devices: the deployment table ---------------------------------------------------
-def deploy_choice(front: pd.DataFrame, budget_ms: float | None) -> pd.Series:
-    """The subnet to deploy under ``budget_ms``: the most accurate of a combined front within the budget
-    (ties: the faster, then the smaller subnet id), or the most accurate at all without a budget."""
-    rows = front if budget_ms is None else front[front["latency_ms"] <= budget_ms]
-    if rows.empty:
-        raise OutputError(f"no subnet on the front meets the latency budget {budget_ms:g} ms; this cannot happen "
-                          "after a feasible search: rerun it with --overwrite.")
-    return rows.sort_values(["accuracy", "latency_ms", "subnet_id"], ascending=[False, True, True],
-                            kind="stable").iloc[0]
-
-
-def deployment_table(devices: list[tuple[str, str | None, float | None, Any, Path, str, Any]], *, model: Any,
-                     batch: int = 1) -> pd.DataFrame:
-    """deployment.csv (:data:`reports.run_folder.DEPLOYMENT_COLUMNS`): one row per (device, budget).
-
-    ``devices``: ``(device key, power mode, budget ms, problem, run folder, folder relative to the fleet,
-    profile)`` each. The subnet is :func:`deploy_choice` on the device's combined front (pareto.csv);
-    memory is :class:`predictors.memory.MemoryPredictor` at the profile's default precision.
-    """
-    from nas.problem import _full
-    from predictors.memory import MemoryPredictor, rules_for_device
-
-    rows = []
-    for key, mode, budget, problem, run_dir, rel, profile in devices:
-        par = read_table(run_dir, PARETO_FILE)
-        front = par[par["combined"].astype(bool)].drop_duplicates("subnet_id")
-        r = deploy_choice(front, budget)
-        subnet = _full(problem.space.parse(str(r["arch"])), model.space)
-        mem = MemoryPredictor(model.config, profile.default_precision, batch=batch, rules=rules_for_device(profile))
-        rows.append({"device": key, "power_mode": mode or profile.default_power_mode, "latency_budget_ms": budget,
-                     "subnet_id": str(r["subnet_id"]), "arch": str(r["arch"]), "accuracy": float(r["accuracy"]),
-                     "latency_ms": float(r["latency_ms"]), "macs": int(r["macs"]),
-                     "memory_bytes": int(mem.predict_bytes([subnet])[0]), "run": rel})
-    return pd.DataFrame(rows, columns=list(DEPLOYMENT_COLUMNS))
-
-
-def write_deployment(run_dir: Path, table: pd.DataFrame) -> None:
-    _write_csv(Path(run_dir) / DEPLOYMENT_FILE, table)

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from nas.cli import app
-from nas.runfolder import deploy_choice
+from nas.fleet import deploy_choice
 from nas.targets import parse_devices, parse_latency_budgets
 from reports.run_folder import (
     DEPLOYMENT_COLUMNS,

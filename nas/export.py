@@ -44,7 +44,8 @@ from predictors import latency_predictor
 from predictors.exit_policy import DEFAULT_MAX_DROP
 from predictors.host_latency import measure_expected_relative, measure_relative, subnet_onnx
 from predictors.onnx_chain import static_manifest
-from predictors.onnx_io import INPUT_NAME, OPSET, OUTPUT_NAME, export_onnx, measure_latency
+from predictors.onnx_graph import OPSET
+from predictors.onnx_io import INPUT_NAME, OUTPUT_NAME, export_onnx, measure_latency
 from reports.run_folder import (
     ALL_EXITS_FILE,
     ARCH_FILE,

@@ -21,8 +21,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from predictors.errors import CalibrationError
 from predictors.kernels import Kernel
+from predictors.onnx_graph import OPSET
 
-OPSET = 17
 _ACTS = {"relu": "Relu", "hswish": "HardSwish", "hsigmoid": "HardSigmoid"}
 
 

@@ -44,6 +44,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from predictors.kernels import Kernel
 from supernet.errors import ConfigError, unknown
 
+# The ONNX opset every graph dynnas writes uses (exports, reference graphs, kernel graphs); hw_profiles/benches.py
+# keeps its own copy, as hw_profiles imports no other dynnas package.
+OPSET = 17
+
 OP_CLASSES: Mapping[str, frozenset[str]] = {
     "norm": frozenset({"BatchNormalization", "LayerNormalization", "InstanceNormalization", "GroupNormalization",
                        "LpNormalization", "RMSNormalization"}),

@@ -26,12 +26,12 @@ import torch
 from torch import nn
 
 from hw_profiles.timing import measurement_options
+from predictors.onnx_graph import OPSET
 from supernet.checkpoint import atomic_write
 from supernet.errors import ConfigError, OutputError
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "logits"
-OPSET = 17
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,10 +27,9 @@ from onnx import TensorProto, helper, numpy_helper
 from hw_profiles import REFERENCE_MODELS
 from hw_profiles.reference import MIN_RESOLUTION
 from predictors.kernels import Kernel
-from predictors.onnx_graph import graph_kernels
+from predictors.onnx_graph import OPSET, graph_kernels
 from supernet.errors import ConfigError, unknown
 
-OPSET = 17
 Weights = Literal["zeros", "shape-only"]
 _SMALL = 64  # same threshold as onnx_graph: small constants always carry data
 

@@ -2,7 +2,7 @@
 
 Published profiles (``measured: false``) use the roofline fitted on their calibration points
 (:func:`predictors.roofline.fit_roofline`); a profile without calibration points (the nominal ``host``)
-uses the fit's priors (:func:`predictors.roofline.prior_etas` and the profile's cited kernel overhead:
+uses the fit's priors (:func:`predictors.profile_quality.prior_params`: the profile's cited overheads:
 an uncalibrated estimate, flagged ``calibrated: false``). A profile made by ``dynnas profile`` gives
 measured rates per op class and kernel size (``op_rates``), which replace the one peak and bandwidth
 kernel by kernel (:func:`predictors.roofline.kernel_rates`). Every kernel is one launch
@@ -21,14 +21,8 @@ import numpy as np
 from hw_profiles import DeviceProfile
 from predictors.errors import CalibrationError
 from predictors.kernels import Kernel
-from predictors.roofline import (
-    BYTES_PER_ELEMENT,
-    RooflineParams,
-    fit_roofline,
-    invoke_prior_s,
-    kernel_rates,
-    prior_etas,
-)
+from predictors.profile_quality import prior_params
+from predictors.roofline import BYTES_PER_ELEMENT, RooflineParams, fit_roofline, kernel_rates
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +65,7 @@ def device_params(profile: DeviceProfile) -> tuple[RooflineParams, bool]:
     """The profile's roofline parameters and whether they were fitted (``False``: priors only)."""
     if profile.calibration:
         return fit_roofline(profile)[0], True
-    return RooflineParams(*prior_etas(profile), profile.kernel_overhead.value * 1e-6, invoke_prior_s(profile) or 0.0), False
+    return prior_params(profile), False
 
 
 def check_precision(profile: DeviceProfile, precision: str | None) -> str:

@@ -29,7 +29,7 @@ from supernet.files import atomic_write, write_json
 from supernet.runtime import FORMAT, FORMAT_VERSION, MANIFEST, SCORE_RANGES
 from supernet.stages import IMAGE, Stage
 
-__all__ = ["MANIFEST", "export_chain", "exit_names", "static_manifest"]
+__all__ = ["compose_if_model", "exit_names", "export_chain", "static_manifest", "timing_chain"]
 
 HOW_TO_RUN = ("Run the stages in order. Feed each stage the tensors named in its inputs ('image': float32 NCHW in "
               "[0, 1], normalisation is inside the graphs). After a stage with a threshold, a sample whose score "
@@ -128,23 +128,25 @@ def compose_if_model(folder: Path, input_shape: Sequence[int], *, num_classes: i
     Built from the verified stage files by graph surgery, in milliseconds (no tracing); outputs ``logits``
     ``(1, classes)`` and ``exit_index`` ``(1,)`` int64, as the manifest's ``exit.index`` counts.
     """
-    import json
-
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     from predictors.onnx_io import INPUT_NAME, OUTPUT_NAME, clean_onnx
+    from supernet.runtime import read_manifest
 
-    manifest = json.loads((Path(folder) / MANIFEST).read_text())
-    stages = manifest["stages"]
+    stages = read_manifest(folder)["stages"]
+    graphs = [onnx.load(str(Path(folder) / st["file"])) for st in stages]
     initializers: list[onnx.TensorProto] = []
-    opset = max(op.version for st in stages for op in onnx.load(str(Path(folder) / st["file"])).opset_import
-                if op.domain in ("", "ai.onnx"))
+    opset = max(op.version for g in graphs for op in g.opset_import if op.domain in ("", "ai.onnx"))
     global_names = {IMAGE: INPUT_NAME}  # a chain-level tensor name -> its name in the composed model
+
+    def exit_index(i: int, index: int, out: str) -> onnx.NodeProto:
+        value = numpy_helper.from_array(np.array([index], dtype=np.int64), f"s{i}/exit_index_value")
+        return helper.make_node("Constant", [], [out], value=value)
 
     def inline(i: int, st: dict[str, Any]) -> list[onnx.NodeProto]:
         """Stage ``i``'s nodes, every tensor renamed ``s<i>/...`` (its inputs: the earlier stages' outputs)."""
-        g = onnx.load(str(Path(folder) / st["file"])).graph
+        g = graphs[i].graph
         rename = {name: global_names[name] for name in st["inputs"]}
 
         def r(name: str) -> str:
@@ -171,10 +173,8 @@ def compose_if_model(folder: Path, input_shape: Sequence[int], *, num_classes: i
         return nodes
 
     def leave(i: int, logits: str, index: int) -> onnx.GraphProto:
-        idx = numpy_helper.from_array(np.array([index], dtype=np.int64), f"s{i}/exit_index_value")
         return helper.make_graph(
-            [helper.make_node("Identity", [logits], [f"s{i}/leave_logits"]),
-             helper.make_node("Constant", [], [f"s{i}/leave_index"], value=idx)],
+            [helper.make_node("Identity", [logits], [f"s{i}/leave_logits"]), exit_index(i, index, f"s{i}/leave_index")],
             f"leave_{i}", [], [helper.make_tensor_value_info(f"s{i}/leave_logits", TensorProto.FLOAT, [1, num_classes]),
                                helper.make_tensor_value_info(f"s{i}/leave_index", TensorProto.INT64, [1])])
 
@@ -185,9 +185,8 @@ def compose_if_model(folder: Path, input_shape: Sequence[int], *, num_classes: i
         rule = st["exit"]
         logits = global_names[rule["logits"]]
         if i == len(stages) - 1:
-            idx = numpy_helper.from_array(np.array([int(rule["index"])], dtype=np.int64), f"s{i}/exit_index_value")
             return [*nodes, helper.make_node("Identity", [logits], [out_logits]),
-                    helper.make_node("Constant", [], [out_index], value=idx)]
+                    exit_index(i, int(rule["index"]), out_index)]
         thr = numpy_helper.from_array(np.array(float(rule["threshold"]), dtype=np.float32), f"s{i}/threshold")
         initializers.append(thr)
         cond = f"s{i}/passes"

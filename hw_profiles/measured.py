@@ -24,9 +24,9 @@ PROVIDERS: Mapping[str, tuple[str, ...]] = {
     "tensorrt": ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"),
 }
 
+
 class MeasurementError(ProfileError):
     """A profile cannot be measured or written as asked (bad provider, threads or output path)."""
-
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,7 +98,6 @@ class MicroFit:
     bandwidth: float  # elementwise bytes/s beyond the caches
     bandwidth_sizes: list[str]
     rows: list[dict[str, Any]]  # one per bench
-
 
 
 @dataclass(frozen=True)

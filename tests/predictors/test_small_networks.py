@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from hw_profiles import REFERENCE_MODELS, load_profile
+from nas.cli import app
 from predictors.graph_latency import device_params, predict_graph
 from predictors.onnx_graph import runtime_fusion
 from predictors.profile_quality import calibrated_macs, confidence_of, n_fitted, range_warning
@@ -116,18 +117,12 @@ def test_width_variants_are_cited_and_calibration_only() -> None:
 
 
 def test_latency_cli_warns_once_outside_the_calibrated_range() -> None:
-    res = runner.invoke(app_(), ["latency", "--model", "resnet50", "--device", "jetson-orin", "--json"])
+    res = runner.invoke(app, ["latency", "--model", "resnet50", "--device", "jetson-orin", "--json"])
     assert res.exit_code == 0 and "warning" not in res.stderr  # 4.09 G MACs: inside 1.24-4.09 G
-    res = runner.invoke(app_(), ["latency", "--model", "resnet50", "--device", "xeon-8481c", "--json"])
+    res = runner.invoke(app, ["latency", "--model", "resnet50", "--device", "xeon-8481c", "--json"])
     assert res.exit_code == 0
     assert res.stderr.count("warning: xeon-8481c is calibrated on networks of") == 1
     assert "4.09 G MACs lies outside" in res.stderr
-
-
-def app_():  # noqa: ANN202 - the typer app, imported lazily
-    from nas.cli import app
-
-    return app
 
 
 def _bad(tmp_path: Path, edit: dict, name: str = "raspberry-pi-5") -> Path:
